@@ -1,0 +1,350 @@
+"""Configuration: nested dataclasses, loaded from TOML, overridden with ``--set a.b=value``.
+
+Config files are data: they are parsed as TOML, never evaluated. Unknown keys and wrong types raise a
+ConfigError naming the file and the field before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vibgan.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class SimulateConfig:
+    """The embedded physics-simulated data set (vibgan.synthetic.simulate_bearing)."""
+
+    faults: list[str] = field(default_factory=lambda: ["normal", "inner", "outer", "ball"])
+    rpms: list[float] = field(default_factory=lambda: [1500.0, 1800.0])
+    load_hp: float = 0.0
+    duration_s: float = 8.0
+    severity: float = 1.0
+    seed: int = 1234
+
+
+@dataclass
+class DataConfig:
+    """Where the training signals come from and how they are cut."""
+
+    source: str = "simulated"  # simulated | files | sinusoid
+    path: str = ""  # a directory or file of recordings when source = "files"
+    fs: float = 12000.0  # Hz; for simulated data, and for files that do not carry fs
+    channels: list[str] = field(default_factory=lambda: ["DE"])
+    classes: list[str] = field(default_factory=list)  # empty: every class found
+    segment_length: int = 4096  # samples per training segment
+    train_fraction: float = 0.7  # first part of each recording: training
+    val_fraction: float = 0.0  # next part: validation (monitoring); the rest is held out for testing
+    geometry: str = "6205"  # bearing geometry for fault frequencies
+    n_sinusoids: int = 8192  # size of the sinusoid data set (source = "sinusoid")
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Generator and discriminator architecture."""
+
+    kind: str = "conv1d"  # conv1d | mlp (the seed dense GAN)
+    noise_dim: int = 64  # mlp: noise vector size; conv1d: noise channels at the coarsest rate
+    noise: str = "normal"  # normal | uniform (uniform in [-1, 1], the seed GAN's choice)
+    hidden: int = 256  # mlp hidden width
+    out_activation: str = "tanh"  # mlp output activation: tanh | sigmoid | none
+    d_hidden: int = 64  # mlp discriminator hidden width
+    d_dropout: float = 0.4  # mlp discriminator dropout
+    channels: int = 48  # conv1d base width
+    upsample: list[int] = field(default_factory=lambda: [4, 4, 4])  # conv1d noise upsampling factors
+    res_blocks: int = 4  # conv1d full-rate dilated residual blocks
+    kernel: int = 9
+    embed_dim: int = 16  # class embedding size
+    phase_inputs: bool = True  # feed the generator phase signals at the bearing's characteristic frequencies
+    d_channels: int = 32
+    d_scales: int = 2  # multi-scale discriminators (HiFi-GAN style): the signal, then 2x average-pooled, ...
+    spectral_norm: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The adversarial training loop."""
+
+    steps: int = 600
+    batch_size: int = 32
+    loss: str = "hinge"  # minimax | nonsaturating | wgan-gp | hinge
+    d_steps: int = 1  # k: discriminator steps per iteration
+    g_steps: int = 1  # l: generator steps per iteration
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    gp_weight: float = 10.0
+    ema_decay: float = 0.99
+    lambdas: dict[str, float] = field(default_factory=lambda: {"adv": 1.0, "spectral": 1.0, "kurtosis": 0.0})
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    seed: int = 0
+    log_every: int = 20
+    eval_every: int = 200
+    sample_every: int = 200
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    max_rollbacks: int = 3
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    progress: bool = True
+
+
+@dataclass
+class ValidateConfig:
+    """Fidelity thresholds (DESIGN.md defaults) and evaluation sizes."""
+
+    n_fake: int = 64  # generated segments per class for the final report
+    lsd_db: float = 1.5
+    lsd_floor_factor: float = 1.5
+    hit_rate: float = 0.9
+    kurtosis_rel: float = 0.25
+    spread_min: float = 0.8
+    spread_max: float = 1.25
+    c2st: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking; an empty uri means MLFLOW_TRACKING_URI or a local sqlite store in the working directory."""
+
+    enabled: bool = True
+    uri: str = ""
+    experiment: str = "vibgan"
+    register_name: str = "vibgan-sim"
+    run_name: str = ""
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    out: str = "runs/default"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int->float allowed); return the typed value."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
+        return _from_dict(tp, value, where)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of {_type_name(item_tp)}, got {type(value).__name__} {value!r}")
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
+        return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: value {value!r} fits none of {tp}")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def from_dict(data: dict, source: str = "config") -> Config:
+    """Build a validated Config from a nested dict (as TOML or JSON gives it)."""
+    cfg = _from_dict(Config, data, "")
+    check(cfg, source)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict:
+    """The nested plain-value form of a config (JSON/TOML-serialisable)."""
+    return dataclasses.asdict(cfg)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested dict into dotted keys: {'train.steps': 600, ...} (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _parse_override_value(text: str) -> Any:
+    """Parse the value of ``--set key=value`` as a TOML value; bare words fall back to strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:
+    """Apply ``a.b=value`` overrides to a nested dict (values parsed as TOML: 2000, 1e-4, true, [1, 2], "x")."""
+    data = json.loads(json.dumps(data))  # deep copy of plain values
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected key=value, e.g. train.steps=2000")
+        key, text = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"{source} {item!r}: empty key")
+        node = data
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{source} {item!r}: {p!r} is a value, not a table")
+            node = nxt
+        node[parts[-1]] = _parse_override_value(text.strip())
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a TOML config file (None: the built-in defaults), apply overrides, validate.
+
+    Relative ``data.path`` values are resolved against the config file's directory when they exist there,
+    else against the working directory.
+    """
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p}: not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p}: cannot be read as UTF-8 text ({e})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p}: not valid TOML ({e})") from None
+        dp = data.get("data", {}).get("path") if isinstance(data.get("data"), dict) else None
+        if isinstance(dp, str) and dp and not Path(dp).is_absolute():
+            cand = (p.parent / dp).resolve()
+            if cand.exists() and not Path(dp).exists():
+                data["data"]["path"] = str(cand)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        cfg = _from_dict(Config, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"config {source}: {e}") from None
+    check(cfg, source)
+    return cfg
+
+
+def check(cfg: Config, source: str = "config") -> None:
+    """Semantic checks that types alone cannot express; raises ConfigError naming the field."""
+
+    def bad(fieldname: str, expected: str, value: Any) -> None:
+        raise ConfigError(f"config {source}: {fieldname} = {value!r}; expected {expected}")
+
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if d.source not in ("simulated", "files", "sinusoid"):
+        bad("data.source", "one of 'simulated', 'files', 'sinusoid'", d.source)
+    if d.source == "files" and not d.path:
+        bad("data.path", "a directory or file of recordings when data.source = 'files'", d.path)
+    if d.fs <= 0:
+        bad("data.fs", "a positive sampling rate in Hz", d.fs)
+    if d.segment_length < 16:
+        bad("data.segment_length", "at least 16 samples", d.segment_length)
+    if not (0 < d.train_fraction <= 1) or not (0 <= d.val_fraction < 1) or d.train_fraction + d.val_fraction > 1:
+        bad("data.train_fraction/val_fraction", "0 < train, 0 <= val, train + val <= 1",
+            (d.train_fraction, d.val_fraction))
+    if not d.channels:
+        bad("data.channels", "at least one channel name", d.channels)
+    s = d.simulate
+    for f in s.faults:
+        if f not in ("normal", "inner", "outer", "ball"):
+            bad("data.simulate.faults", "faults among normal, inner, outer, ball", s.faults)
+    if not s.rpms or any(r <= 0 for r in s.rpms):
+        bad("data.simulate.rpms", "a non-empty list of positive speeds in rpm", s.rpms)
+    if s.duration_s <= 0:
+        bad("data.simulate.duration_s", "a positive duration in seconds", s.duration_s)
+    if m.kind not in ("conv1d", "mlp"):
+        bad("model.kind", "'conv1d' or 'mlp'", m.kind)
+    if m.noise not in ("normal", "uniform"):
+        bad("model.noise", "'normal' or 'uniform'", m.noise)
+    if m.out_activation not in ("tanh", "sigmoid", "none"):
+        bad("model.out_activation", "'tanh', 'sigmoid' or 'none'", m.out_activation)
+    if m.kind == "conv1d":
+        prod = 1
+        for u in m.upsample:
+            if u < 1:
+                bad("model.upsample", "factors >= 1", m.upsample)
+            prod *= u
+        if d.segment_length % prod:
+            bad("data.segment_length", f"a multiple of the product of model.upsample ({prod})", d.segment_length)
+    if t.steps < 0:
+        bad("train.steps", "a non-negative number of steps", t.steps)
+    if t.batch_size < 1:
+        bad("train.batch_size", "at least 1", t.batch_size)
+    if t.loss not in ("minimax", "nonsaturating", "wgan-gp", "hinge"):
+        bad("train.loss", "one of minimax, nonsaturating, wgan-gp, hinge", t.loss)
+    if t.d_steps < 1 or t.g_steps < 1:
+        bad("train.d_steps/g_steps", "at least 1 each", (t.d_steps, t.g_steps))
+    if len(t.betas) != 2:
+        bad("train.betas", "two numbers [beta1, beta2]", t.betas)
+    if t.precision not in ("fp32", "bf16", "fp16"):
+        bad("train.precision", "one of fp32, bf16, fp16", t.precision)
+    if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
+        bad("train.device", "auto, cpu, cuda or cuda:N", t.device)
+    if not 0 <= t.ema_decay < 1:
+        bad("train.ema_decay", "0 <= decay < 1", t.ema_decay)
+    unknown = set(t.lambdas) - {"adv", "spectral", "kurtosis"}
+    if unknown:
+        bad("train.lambdas", "keys among adv, spectral, kurtosis", sorted(unknown))
+    for k in ("log_every", "eval_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+        if getattr(t, k) < 1:
+            bad(f"train.{k}", "at least 1", getattr(t, k))

@@ -1,0 +1,185 @@
+"""Signal maths for vibration: spectra, envelopes and condition indicators (numpy/scipy, no torch).
+
+Every function works on the last axis, is vectorised over any leading axes (segments, channels),
+computes in float64 and takes the sampling rate ``fs`` in Hz where time or frequency matters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal as sps
+
+from vibgan.errors import VibganError
+
+#: The in-band limit of DESIGN.md: bins with 0 < f <= IN_BAND * fs are signal; above is anti-alias roll-off.
+IN_BAND = 0.45
+#: Envelope analysis settings of DESIGN.md.
+ENVELOPE_BAND = (2000.0, 5000.0)
+ENVELOPE_NFFT = 65536
+ENVELOPE_TOLERANCE = 0.03
+ENVELOPE_RATIO = 3.0
+ENVELOPE_BASELINE = (5.0, 500.0)
+
+
+def _as_float(x: np.ndarray, name: str = "x") -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise VibganError(f"{name}: expected an array with samples on the last axis, got shape {x.shape}")
+    if x.dtype.kind not in "fiu":
+        raise VibganError(f"{name}: expected a real numeric array, got dtype {x.dtype}")
+    return x.astype(np.float64, copy=False)
+
+
+def _check_fs(fs: float) -> float:
+    fs = float(fs)
+    if not np.isfinite(fs) or fs <= 0:
+        raise VibganError(f"fs: expected a positive sampling rate in Hz, got {fs!r}")
+    return fs
+
+
+def fft_magnitude(x: np.ndarray, fs: float, *, n: int | None = None, window: str | None = "hann") -> tuple[np.ndarray, np.ndarray]:
+    """Single-sided amplitude spectrum.
+
+    Parameters
+    ----------
+    x : signal(s), samples on the last axis, in physical units (e.g. g).
+    fs : sampling rate in Hz.
+    n : FFT length (zero-padded), default the signal length.
+    window : window name for scipy.signal.get_window, or None for rectangular.
+
+    Returns
+    -------
+    freqs : (F,) in Hz; mag : (..., F) amplitude in the units of x (a sine of amplitude A gives ~A at its bin).
+    """
+    x = _as_float(x)
+    fs = _check_fs(fs)
+    length = x.shape[-1]
+    w = np.ones(length) if window is None else sps.get_window(window, length)
+    nfft = length if n is None else int(n)
+    spec = np.abs(np.fft.rfft(x * w, n=nfft, axis=-1)) * (2.0 / w.sum())
+    return np.fft.rfftfreq(nfft, 1.0 / fs), spec
+
+
+def psd(x: np.ndarray, fs: float, *, nperseg: int = 256, noverlap: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectral density exactly as DESIGN.md defines it (Hann, 256/128, constant detrend, density).
+
+    Returns freqs (F,) in Hz and P (..., F) in units^2/Hz, one PSD per leading index.
+    """
+    x = _as_float(x)
+    fs = _check_fs(fs)
+    if x.shape[-1] < nperseg:
+        raise VibganError(f"psd: segments of {x.shape[-1]} samples are shorter than nperseg={nperseg}")
+    return sps.welch(x, fs, window="hann", nperseg=nperseg, noverlap=noverlap, detrend="constant",
+                     scaling="density", axis=-1)
+
+
+def mean_psd(x: np.ndarray, fs: float, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """PSD averaged in linear power over all leading axes (segments and channels): (F,) in units^2/Hz."""
+    f, p = psd(x, fs, **kwargs)
+    return f, p.reshape(-1, p.shape[-1]).mean(axis=0)
+
+
+def in_band(freqs: np.ndarray, fs: float) -> np.ndarray:
+    """Boolean mask of the bins that count for spectral distances: 0 < f <= 0.45 fs."""
+    return (freqs > 0) & (freqs <= IN_BAND * _check_fs(fs))
+
+
+def lsd_db(p_a: np.ndarray, p_b: np.ndarray, freqs: np.ndarray, fs: float) -> np.ndarray:
+    """In-band log-spectral distance in dB: sqrt(mean_f (10 log10 P_a - 10 log10 P_b)^2).
+
+    ``p_a`` and ``p_b`` broadcast against each other over leading axes; the result has their broadcast
+    leading shape. Zero power is floored at 1e-30 so the distance stays finite.
+    """
+    mask = in_band(freqs, fs)
+    la = 10.0 * np.log10(np.maximum(np.asarray(p_a, dtype=np.float64)[..., mask], 1e-30))
+    lb = 10.0 * np.log10(np.maximum(np.asarray(p_b, dtype=np.float64)[..., mask], 1e-30))
+    return np.sqrt(np.mean((la - lb) ** 2, axis=-1))
+
+
+def spectrogram(x: np.ndarray, fs: float, *, nperseg: int = 256, noverlap: int = 192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Short-time power spectral density: freqs (F,), times (S,) in s, Sxx (..., F, S) in units^2/Hz."""
+    x = _as_float(x)
+    return sps.spectrogram(x, _check_fs(fs), window="hann", nperseg=nperseg, noverlap=noverlap,
+                           scaling="density", axis=-1)
+
+
+def bandpass(x: np.ndarray, fs: float, low: float, high: float, *, order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth band-pass between ``low`` and ``high`` Hz (order per pass, applied forward-backward)."""
+    x = _as_float(x)
+    fs = _check_fs(fs)
+    high = min(high, 0.499 * fs)
+    if not 0 < low < high:
+        raise VibganError(f"bandpass: expected 0 < low < high < fs/2, got low={low}, high={high}, fs={fs}")
+    sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+    return sps.sosfiltfilt(sos, x, axis=-1)
+
+
+def squared_envelope(x: np.ndarray, fs: float, band: tuple[float, float] | None = ENVELOPE_BAND) -> np.ndarray:
+    """Squared envelope |hilbert(y)|^2 minus its mean, y the band-passed signal (band=None: no band-pass)."""
+    y = _as_float(x) if band is None else bandpass(x, fs, *band)
+    env = np.abs(sps.hilbert(y, axis=-1)) ** 2
+    return env - env.mean(axis=-1, keepdims=True)
+
+
+def envelope_spectrum(x: np.ndarray, fs: float, *, band: tuple[float, float] | None = ENVELOPE_BAND,
+                      nfft: int = ENVELOPE_NFFT) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude spectrum of the Hann-windowed squared envelope, zero-padded to ``nfft``: freqs (F,) Hz, (..., F)."""
+    env = squared_envelope(x, fs, band)
+    w = sps.get_window("hann", env.shape[-1])
+    spec = np.abs(np.fft.rfft(env * w, n=max(nfft, env.shape[-1]), axis=-1))
+    return np.fft.rfftfreq(max(nfft, env.shape[-1]), 1.0 / fs), spec
+
+
+def envelope_hits(x: np.ndarray, fs: float, fc: float, *, band: tuple[float, float] = ENVELOPE_BAND,
+                  tolerance: float = ENVELOPE_TOLERANCE, ratio: float = ENVELOPE_RATIO,
+                  baseline: tuple[float, float] = ENVELOPE_BASELINE, nfft: int = ENVELOPE_NFFT) -> np.ndarray:
+    """Per segment: does the envelope spectrum peak at ``fc`` Hz (DESIGN.md metric 5)?
+
+    A segment hits when the largest value within fc +/- 3 % is at least 3 x the median over 5-500 Hz.
+    Multichannel input (..., C, T) is judged per channel; the result has the leading shape of x.
+    """
+    if fc is None or not np.isfinite(fc) or fc <= 0:
+        raise VibganError(f"envelope_hits: fc must be a positive frequency in Hz, got {fc!r}")
+    freqs, spec = envelope_spectrum(x, fs, band=band, nfft=nfft)
+    win = (freqs >= fc * (1 - tolerance)) & (freqs <= fc * (1 + tolerance))
+    base = (freqs >= baseline[0]) & (freqs <= baseline[1])
+    peak = spec[..., win].max(axis=-1)
+    med = np.median(spec[..., base], axis=-1)
+    return peak >= ratio * med
+
+
+def envelope_hit_rate(x: np.ndarray, fs: float, fc: float, **kwargs) -> float:
+    """Fraction of segments (and channels) whose envelope spectrum hits ``fc``; see envelope_hits."""
+    return float(np.mean(envelope_hits(x, fs, fc, **kwargs)))
+
+
+def indicators(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Condition indicators per segment over the last axis: rms, peak, crest, kurtosis (non-excess), skewness."""
+    x = _as_float(x)
+    mu = x.mean(axis=-1, keepdims=True)
+    d = x - mu
+    var = np.mean(d**2, axis=-1)
+    sd = np.sqrt(var)
+    safe = np.where(var > 0, var, np.nan)
+    rms = np.sqrt(np.mean(x**2, axis=-1))
+    peak = np.max(np.abs(x), axis=-1)
+    return {
+        "rms": rms,
+        "peak": peak,
+        "crest": peak / np.where(rms > 0, rms, np.nan),
+        "kurtosis": np.mean(d**4, axis=-1) / safe**2,
+        "skewness": np.mean(d**3, axis=-1) / np.where(sd > 0, sd, np.nan) ** 3,
+    }
+
+
+def spectral_kurtosis(x: np.ndarray, fs: float, *, nperseg: int = 128, noverlap: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral kurtosis from the STFT: SK(f) = <|X|^4> / <|X|^2>^2 - 2, averaged over time frames.
+
+    Returns freqs (F,) and SK (..., F); impulsive bands have SK well above 0, stationary Gaussian noise ~0.
+    """
+    x = _as_float(x)
+    f, _, z = sps.stft(x, _check_fs(fs), window="hann", nperseg=nperseg, noverlap=noverlap, axis=-1)
+    p = np.abs(z) ** 2
+    m2 = p.mean(axis=-1)
+    m4 = (p**2).mean(axis=-1)
+    return f, m4 / np.maximum(m2, 1e-30) ** 2 - 2.0
