@@ -59,13 +59,13 @@ class ModelConfig:
     kind: str = "conv1d"  # conv1d | mlp (the seed dense GAN)
     noise_dim: int = 64  # mlp: noise vector size; conv1d: noise channels at the coarsest rate
     noise: str = "normal"  # normal | uniform (uniform in [-1, 1], the seed GAN's choice)
-    hidden: int = 256  # mlp hidden width
-    out_activation: str = "tanh"  # mlp output activation: tanh | sigmoid | none
-    d_hidden: int = 64  # mlp discriminator hidden width
+    hidden: list[int] = field(default_factory=lambda: [256, 64])  # mlp generator hidden widths (ReLU)
+    out_activation: str = "none"  # mlp output activation: tanh | sigmoid | none
+    d_hidden: list[int] = field(default_factory=lambda: [64])  # mlp discriminator hidden widths
     d_dropout: float = 0.4  # mlp discriminator dropout
-    channels: int = 48  # conv1d base width
     upsample: list[int] = field(default_factory=lambda: [4, 4, 4])  # conv1d noise upsampling factors
-    res_blocks: int = 4  # conv1d full-rate dilated residual blocks
+    widths: list[int] = field(default_factory=lambda: [128, 96, 64, 24])  # conv1d channels per rate, coarse to full
+    res_blocks: list[int] = field(default_factory=lambda: [0, 1, 3, 2])  # dilated residual blocks per rate
     kernel: int = 9
     embed_dim: int = 16  # class embedding size
     phase_inputs: bool = True  # feed the generator phase signals at the bearing's characteristic frequencies
@@ -326,6 +326,10 @@ def check(cfg: Config, source: str = "config") -> None:
             prod *= u
         if d.segment_length % prod:
             bad("data.segment_length", f"a multiple of the product of model.upsample ({prod})", d.segment_length)
+        if len(m.widths) != len(m.upsample) + 1 or any(w < 1 for w in m.widths):
+            bad("model.widths", f"{len(m.upsample) + 1} positive widths (one per rate)", m.widths)
+        if len(m.res_blocks) != len(m.upsample) + 1 or any(r < 0 for r in m.res_blocks):
+            bad("model.res_blocks", f"{len(m.upsample) + 1} non-negative counts (one per rate)", m.res_blocks)
     if t.steps < 0:
         bad("train.steps", "a non-negative number of steps", t.steps)
     if t.batch_size < 1:

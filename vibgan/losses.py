@@ -1,0 +1,133 @@
+"""Loss functions, pure: logits in, scalar tensor out. No loss hides in a model's forward.
+
+Discriminator outputs are lists of logit tensors (one per scale); each loss averages over positions
+and sums over scales. ``D(x) = sigmoid(logit)`` for the minimax family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.nn import functional as F
+
+
+def _over_scales(fn: Callable[[torch.Tensor], torch.Tensor], logits: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([fn(lg.float()) for lg in logits]).sum()
+
+
+# ---- minimax (Goodfellow et al. 2014): D ascends log D(x) + log(1 - D(G(z))) ----------------------
+def d_minimax(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Binary cross-entropy of D: -[log D(x) + log(1 - D(G(z)))], the negative of what D ascends."""
+    return (_over_scales(lambda x: F.binary_cross_entropy_with_logits(x, torch.ones_like(x)), real)
+            + _over_scales(lambda x: F.binary_cross_entropy_with_logits(x, torch.zeros_like(x)), fake))
+
+
+def g_minimax(fake: list[torch.Tensor]) -> torch.Tensor:
+    """The original generator objective, descended: log(1 - D(G(z))) = -softplus(logit). Saturates early."""
+    return _over_scales(lambda x: -F.softplus(x).mean(), fake)
+
+
+def g_nonsaturating(fake: list[torch.Tensor]) -> torch.Tensor:
+    """The non-saturating generator objective: -log D(G(z)) = softplus(-logit)."""
+    return _over_scales(lambda x: F.softplus(-x).mean(), fake)
+
+
+# ---- hinge (Lim & Ye 2017; Miyato et al. 2018) -----------------------------------------------------
+def d_hinge(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Hinge loss of D: mean relu(1 - D(x)) + mean relu(1 + D(G(z)))."""
+    return _over_scales(lambda x: F.relu(1 - x).mean(), real) + _over_scales(lambda x: F.relu(1 + x).mean(), fake)
+
+
+def g_hinge(fake: list[torch.Tensor]) -> torch.Tensor:
+    """Generator side of the hinge (and Wasserstein) objective: -mean D(G(z))."""
+    return _over_scales(lambda x: -x.mean(), fake)
+
+
+# ---- Wasserstein with gradient penalty (Gulrajani et al. 2017) -------------------------------------
+def d_wasserstein(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Critic loss: mean D(G(z)) - mean D(x) (the gradient penalty is added by gradient_penalty)."""
+    return _over_scales(lambda x: x.mean(), fake) - _over_scales(lambda x: x.mean(), real)
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], list[torch.Tensor]], real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat of real and fake (B, C, T)."""
+    alpha = torch.rand(real.shape[0], 1, 1, device=real.device, generator=generator, dtype=real.dtype)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = critic(x_hat)
+    total = sum(o.float().sum() for o in out)
+    (grad,) = torch.autograd.grad(total, x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+#: name -> (discriminator loss, generator loss)
+ADVERSARIAL = {
+    "minimax": (d_minimax, g_minimax),
+    "nonsaturating": (d_minimax, g_nonsaturating),
+    "hinge": (d_hinge, g_hinge),
+    "wgan-gp": (d_wasserstein, g_hinge),
+}
+
+
+# ---- spectral terms --------------------------------------------------------------------------------
+def welch_psd(x: torch.Tensor, fs: float, nperseg: int = 256, noverlap: int = 128) -> torch.Tensor:
+    """Welch PSD in float32, as scipy.signal.welch(window='hann', detrend='constant', scaling='density').
+
+    x: (..., T) -> (..., nperseg // 2 + 1) in units^2/Hz, differentiable.
+    """
+    x = x.float()
+    frames = x.unfold(-1, nperseg, nperseg - noverlap)  # (..., S, nperseg)
+    frames = frames - frames.mean(dim=-1, keepdim=True)
+    win = torch.hann_window(nperseg, periodic=True, device=x.device, dtype=torch.float32)
+    spec = torch.fft.rfft(frames * win, dim=-1).abs() ** 2 / (fs * (win**2).sum())  # (..., S, F)
+    spec = spec.mean(dim=-2)
+    if nperseg % 2 == 0:
+        spec[..., 1:-1] = spec[..., 1:-1] * 2
+    else:  # pragma: no cover
+        spec[..., 1:] = spec[..., 1:] * 2
+    return spec
+
+
+def class_log_psd(x: torch.Tensor, y: torch.Tensor, n_classes: int, fs: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean PSD in dB (averaged in linear power over segments and channels).
+
+    x: (B, C, T), y: (B,) -> (log_psd (K, F) in dB, present (K,) bool). Classes absent from the batch
+    have present False and a zero row.
+    """
+    p = welch_psd(x, fs).mean(dim=1)  # (B, F)
+    onehot = F.one_hot(y, n_classes).float()  # (B, K)
+    counts = onehot.sum(dim=0)  # (K,)
+    mean = onehot.t() @ p / counts.clamp(min=1).unsqueeze(-1)  # (K, F)
+    return 10 * torch.log10(mean.clamp(min=1e-12)), counts > 0
+
+
+def spectral_loss(fake_db: torch.Tensor, real_db: torch.Tensor, present: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """Mean over present classes of mean_f (dB_fake - dB_real)^2 over the in-band bins (a squared lsd_db).
+
+    fake_db, real_db: (K, F) in dB; present: (K,) bool; band: (F,) bool mask of 0 < f <= 0.45 fs.
+    """
+    diff = (fake_db - real_db)[present][:, band]
+    return (diff**2).mean() if diff.numel() else fake_db.sum() * 0
+
+
+def kurtosis(x: torch.Tensor) -> torch.Tensor:
+    """Non-excess kurtosis per segment and channel: (B, C, T) -> (B, C)."""
+    x = x.float()
+    d = x - x.mean(dim=-1, keepdim=True)
+    var = (d**2).mean(dim=-1)
+    return (d**4).mean(dim=-1) / var.clamp(min=1e-12) ** 2
+
+
+def kurtosis_loss(fake: torch.Tensor, y: torch.Tensor, real_log_kurtosis: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Squared error between the per-class mean log-kurtosis of fake segments and the real class median's log.
+
+    Keeps impulsive classes impulsive; real_log_kurtosis: (K,) natural log of the real median kurtosis.
+    """
+    lk = torch.log(kurtosis(fake).mean(dim=1))  # (B,)
+    onehot = F.one_hot(y, n_classes).float()
+    counts = onehot.sum(dim=0)
+    mean = onehot.t() @ lk / counts.clamp(min=1)
+    present = counts > 0
+    return ((mean - real_log_kurtosis)[present] ** 2).mean()
+

@@ -1,0 +1,418 @@
+"""Generators and discriminators: the seed dense GANs and the conditional 1D convolutional GAN.
+
+Shapes: signals are ``(B, C, T)``; class indices ``(B,)`` int64; operating conditions ``cond`` ``(B, 2)``
+holding raw ``[rpm, load_hp]``. Every generator draws its own latent with ``sample_latent`` (a tuple of
+tensors, so a seeded ``torch.Generator`` reproduces a sample exactly) and maps it with ``forward``.
+Discriminators return a list of logit tensors (one per scale), never probabilities: the losses apply
+the sigmoid inside binary cross-entropy, which is the seed's sigmoid + BCE computed stably.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+from vibgan.bearing import fault_frequencies, geometry as _geometry
+from vibgan.config import ModelConfig
+from vibgan.errors import ConfigError
+
+#: Scale of the raw operating conditions fed to the networks: rpm / 3000, load_hp / 3.
+COND_SCALE = (3000.0, 3.0)
+
+
+def _cond_features(cond: torch.Tensor) -> torch.Tensor:
+    return cond / cond.new_tensor(COND_SCALE)
+
+
+def characteristic_ratios(geometry: str = "6205") -> list[float]:
+    """Frequencies that shape bearing vibration, as multiples of the shaft rate: fr, FTF, BPFO, BPFI, 2 x BSF."""
+    f = fault_frequencies(60.0, geometry)  # 1 Hz shaft
+    return [1.0, f["ftf"], f["bpfo"], f["bpfi"], 2.0 * f["bsf"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# The seed baselines: dense generator and discriminator
+# --------------------------------------------------------------------------------------------------
+class MLPGenerator(nn.Module):
+    """Dense generator of the lecture notes: noise -> hidden (ReLU) ... -> C*T (tanh / sigmoid / linear).
+
+    The sinusoid GAN is ``noise_dim=64, hidden=[256, 64], out tanh, length 64`` with uniform noise;
+    the Keras-style GAN is ``noise_dim=100, hidden=[256], out sigmoid, length 784``. With more than one
+    class a one-hot class code is appended to the noise (a conditional GAN, Mirza & Osindero).
+    """
+
+    def __init__(self, noise_dim: int, hidden: list[int], channels: int, length: int, n_classes: int = 1,
+                 out_activation: str = "tanh", noise: str = "uniform") -> None:
+        super().__init__()
+        self.noise_dim, self.channels, self.length, self.n_classes = noise_dim, channels, length, n_classes
+        self.noise = noise
+        dims = [noise_dim + (n_classes if n_classes > 1 else 0), *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(dims[-1], channels * length))
+        act = {"tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(), "none": nn.Identity()}[out_activation]
+        layers.append(act)
+        self.net = nn.Sequential(*layers)
+
+    def sample_latent(self, n: int, length: int | None = None, generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        if length is not None and length != self.length:
+            raise ConfigError(f"dense generator: produces exactly {self.length} samples, {length} were asked")
+        if self.noise == "uniform":  # U[-1, 1]^d, the seed GAN's noise
+            z = torch.rand(n, self.noise_dim, generator=generator, device=device) * 2 - 1
+        else:
+            z = torch.randn(n, self.noise_dim, generator=generator, device=device)
+        return (z,)
+
+    def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        (z,) = latent
+        if self.n_classes > 1:
+            z = torch.cat([z, F.one_hot(y, self.n_classes).to(z.dtype)], dim=1)
+        return self.net(z).view(z.shape[0], self.channels, self.length)  # (B, C, T)
+
+
+class MLPDiscriminator(nn.Module):
+    """Dense discriminator: C*T -> hidden (ReLU, dropout) ... -> 1 logit (the sigmoid lives in the loss)."""
+
+    def __init__(self, channels: int, length: int, hidden: list[int], n_classes: int = 1, dropout: float = 0.4) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        dims = [channels * length + (n_classes if n_classes > 1 else 0), *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
+        layers.append(nn.Linear(dims[-1], 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+        h = x.flatten(1)  # (B, C*T)
+        if self.n_classes > 1:
+            h = torch.cat([h, F.one_hot(y, self.n_classes).to(h.dtype)], dim=1)
+        return [self.net(h)]  # [(B, 1)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The conditional 1D convolutional GAN
+# --------------------------------------------------------------------------------------------------
+class FiLM(nn.Module):
+    """Feature-wise affine conditioning: h * (1 + gamma(e)) + beta(e)."""
+
+    def __init__(self, embed: int, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(embed, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.proj(e).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
+        return h * (1 + gamma) + beta
+
+
+class ResBlock(nn.Module):
+    """Dilated residual block at full rate (HiFi-GAN MRF style) with FiLM conditioning."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, embed: int) -> None:
+        super().__init__()
+        self.film = FiLM(embed, channels)
+        self.conv1 = nn.Conv1d(channels, channels, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation)
+        self.conv2 = nn.Conv1d(channels, channels, kernel, padding=(kernel - 1) // 2)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        r = self.conv1(F.leaky_relu(self.film(h, e), 0.2))
+        return h + self.conv2(F.leaky_relu(r, 0.2))
+
+
+class ConvGenerator(nn.Module):
+    """Fully convolutional conditional generator for long vibration signals.
+
+    Noise ``(B, noise_dim, T / prod(upsample))`` is upsampled by transposed convolutions, level by level,
+    to the full rate; at each level dilated residual blocks with FiLM conditioning on (class embedding,
+    rpm, load) shape the waveform. Optional *phase inputs* join at every level: sin and cos of the phase
+    of the shaft rate, FTF, BPFO, BPFI and 2 x BSF at the requested rpm, each with a random start phase
+    and 1 % random speed slip. They let one network place impacts at the right defect rate for any
+    speed (physics-informed conditioning) instead of having to count samples. Any length that is a
+    multiple of ``prod(upsample)`` can be generated, longer than the training segments included.
+    """
+
+    def __init__(self, n_classes: int, out_channels: int, fs: float, cfg: ModelConfig, geometry: str = "6205") -> None:
+        super().__init__()
+        self.n_classes, self.out_channels, self.fs = n_classes, out_channels, float(fs)
+        self.noise_dim, self.noise = cfg.noise_dim, cfg.noise
+        self.hop = int(math.prod(cfg.upsample))
+        self.phase_inputs = cfg.phase_inputs
+        self.register_buffer("ratios", torch.tensor(characteristic_ratios(geometry), dtype=torch.float32))
+        n_phase = 2 * len(self.ratios)
+        embed = cfg.embed_dim + 2
+        k = cfg.kernel
+        self.class_embed = nn.Embedding(n_classes, cfg.embed_dim)
+        self.inp = nn.Conv1d(cfg.noise_dim, cfg.widths[0], k, padding=k // 2)
+        self.ups = nn.ModuleList()
+        self.phase_proj = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        self.strides = [1, *cfg.upsample]
+        for level, width in enumerate(cfg.widths):
+            if level:
+                u, prev = cfg.upsample[level - 1], cfg.widths[level - 1]
+                self.ups.append(nn.Sequential(
+                    nn.ConvTranspose1d(prev, width, 2 * u, stride=u, padding=u // 2 + u % 2, output_padding=u % 2),
+                    nn.LeakyReLU(0.2),
+                    nn.Conv1d(width, width, k, padding=k // 2),
+                ))
+            self.phase_proj.append(nn.Conv1d(n_phase, width, 1) if self.phase_inputs else nn.Identity())
+            self.blocks.append(nn.ModuleList(
+                ResBlock(width, k, 3 ** (i % 4), embed) for i in range(cfg.res_blocks[level])
+            ))
+        self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
+
+    def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        if length % self.hop:
+            raise ConfigError(f"conv generator: length must be a multiple of {self.hop} samples, got {length}")
+        shape = (n, self.noise_dim, length // self.hop)
+        if self.noise == "uniform":
+            z = torch.rand(shape, generator=generator, device=device) * 2 - 1
+        else:
+            z = torch.randn(shape, generator=generator, device=device)
+        k = len(self.ratios)
+        phase0 = torch.rand(n, k, generator=generator, device=device) * (2 * math.pi)
+        slip = 1.0 + 0.01 * torch.randn(n, k, generator=generator, device=device)
+        return z, phase0, slip
+
+    def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
+                       step: int = 1) -> torch.Tensor:
+        """sin/cos of the characteristic phases at every ``step``-th sample: (B, 2K, length) for shaft rate rpm/60."""
+        t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T_level,) s
+        freq = (cond[:, :1].float() / 60.0) * self.ratios * slip  # (B, K) Hz
+        phase = 2 * math.pi * freq.unsqueeze(-1) * t + phase0.unsqueeze(-1)  # (B, K, T_level)
+        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=1)
+
+    def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        z, phase0, slip = latent
+        e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
+        h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
+        step = self.hop
+        for level, blocks in enumerate(self.blocks):
+            if level:
+                step //= self.strides[level]
+                h = F.leaky_relu(self.ups[level - 1](h), 0.2)  # (B, W_level, T/step)
+            if self.phase_inputs:
+                ph = self.phase_features(cond, phase0, slip, h.shape[-1], step).to(h.dtype)
+                h = h + self.phase_proj[level](ph)
+            for block in blocks:
+                h = block(h, e)
+        return self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
+
+
+class ScaleDiscriminator(nn.Module):
+    """One scale of the multi-scale discriminator: strided 1D convolutions to patch logits, plus a
+    projection term <embed(class, cond), h> (Miyato & Koyama) so it judges realism *for that class*."""
+
+    def __init__(self, in_channels: int, width: int, n_classes: int, sn: bool) -> None:
+        super().__init__()
+        wrap = _sn if sn else (lambda m: m)
+        w = [width, 2 * width, 4 * width, 4 * width]
+        self.convs = nn.ModuleList([
+            wrap(nn.Conv1d(in_channels, w[0], 15, padding=7)),
+            wrap(nn.Conv1d(w[0], w[1], 9, stride=4, padding=4)),
+            wrap(nn.Conv1d(w[1], w[2], 9, stride=4, padding=4)),
+            wrap(nn.Conv1d(w[2], w[3], 9, stride=4, padding=4)),
+            wrap(nn.Conv1d(w[3], w[3], 5, padding=2)),
+        ])
+        self.out = wrap(nn.Conv1d(w[3], 1, 3, padding=1))
+        self.embed = wrap(nn.Embedding(n_classes, w[3]))
+        self.cond = wrap(nn.Linear(2, w[3]))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = x
+        for conv in self.convs:
+            h = F.leaky_relu(conv(h), 0.2)  # -> (B, 4w, T/64)
+        proj = self.embed(y) + self.cond(_cond_features(cond).to(h.dtype))  # (B, 4w)
+        return self.out(h) + (h * proj.unsqueeze(-1)).sum(dim=1, keepdim=True) / math.sqrt(h.shape[1])
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """Discriminators on the signal and on 2x, 4x ... average-pooled copies (HiFi-GAN's MSD)."""
+
+    def __init__(self, in_channels: int, n_classes: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(
+            ScaleDiscriminator(in_channels, cfg.d_channels, n_classes, cfg.spectral_norm) for _ in range(cfg.d_scales)
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+        logits = []
+        for i, d in enumerate(self.scales):
+            if i:
+                x = F.avg_pool1d(x, 4, 2, padding=1)
+            logits.append(d(x, y, cond))  # (B, 1, T_i)
+        return logits
+
+
+def build_models(cfg: ModelConfig, *, n_classes: int, channels: int, length: int, fs: float,
+                 geometry: str = "6205") -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator for a model config, the number of classes, channels and segment length."""
+    if cfg.kind == "mlp":
+        g = MLPGenerator(cfg.noise_dim, cfg.hidden, channels, length, n_classes, cfg.out_activation, cfg.noise)
+        d = MLPDiscriminator(channels, length, cfg.d_hidden, n_classes, cfg.d_dropout)
+    elif cfg.kind == "conv1d":
+        g = ConvGenerator(n_classes, channels, fs, cfg, geometry)
+        d = MultiScaleDiscriminator(channels, n_classes, cfg)
+    else:  # pragma: no cover - config.check refuses it first
+        raise ConfigError(f"model.kind: unknown kind {cfg.kind!r}")
+    return g, d
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------------------------------
+# A trained generator: networks + normaliser + metadata, saved without pickle
+# --------------------------------------------------------------------------------------------------
+#: Largest array ``TrainedGenerator.sample`` returns at once; bigger requests go through ``iter_samples``.
+MAX_SAMPLE_BYTES = 2 * 1024**3
+
+
+class TrainedGenerator:
+    """A generator ready to sample in physical units.
+
+    Attributes: ``classes`` (labels), ``fs`` (Hz), ``channels`` (names), ``length`` (default segment
+    length in samples), ``conditions`` (label -> list of [rpm, load_hp] seen in training), ``meta``.
+    """
+
+    def __init__(self, model: nn.Module, normalizer, meta: dict) -> None:
+        self.model = model.eval()
+        self.normalizer = normalizer
+        self.meta = meta
+        self.classes: list[str] = list(meta["classes"])
+        self.fs: float = float(meta["fs"])
+        self.channels: list[str] = list(meta["channels"])
+        self.length: int = int(meta["length"])
+        self.units: str = str(meta.get("units", "g"))
+        self.conditions: dict[str, list[list[float]]] = meta.get("conditions", {})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _check_request(self, label: str, n: int, rpm: float | None, load_hp: float | None,
+                       length: int | None) -> tuple[int, float, float, int]:
+        from vibgan.errors import VibganError
+
+        if label not in self.classes:
+            raise VibganError(f"sample: unknown label {label!r}; this generator knows {self.classes}")
+        if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
+            raise VibganError(f"sample: n must be a whole number of segments, got {n!r}")
+        n = int(n)
+        if n < 1:
+            raise VibganError(f"sample: n must be at least 1, got {n}")
+        seen = self.conditions.get(label) or [[0.0, 0.0]]
+        rpm = float(seen[0][0] if rpm is None else rpm)
+        load_hp = float(seen[0][1] if load_hp is None else load_hp)
+        if not math.isfinite(rpm) or rpm < 0 or rpm > 100_000:
+            raise VibganError(f"sample: rpm must be a shaft speed in 0-100000 rpm, got {rpm!r}")
+        if not math.isfinite(load_hp) or load_hp < 0 or load_hp > 10_000:
+            raise VibganError(f"sample: load_hp must be a non-negative load in hp, got {load_hp!r}")
+        length = self.length if length is None else int(length)
+        hop = getattr(self.model, "hop", None)
+        if hop is None and length != self.length:
+            raise VibganError(f"sample: this dense generator produces exactly {self.length} samples, not {length}")
+        if hop is not None and (length < hop or length % hop or length > 64 * self.length):
+            raise VibganError(
+                f"sample: length must be a multiple of {hop} between {hop} and {64 * self.length} samples, got {length}")
+        return n, rpm, load_hp, length
+
+    def iter_samples(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
+                     seed: int | None = None, length: int | None = None, batch_size: int = 256):
+        """Yield arrays (b, C, T) in physical units, n segments in all, in batches (memory stays flat)."""
+        n, rpm, load_hp, length = self._check_request(label, n, rpm, load_hp, length)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        k = self.classes.index(label)
+        done = 0
+        with torch.inference_mode():
+            while done < n:
+                b = min(batch_size, n - done)
+                y = torch.full((b,), k, dtype=torch.long, device=self.device)
+                cond = torch.tensor([[rpm, load_hp]], dtype=torch.float32, device=self.device).expand(b, 2)
+                x = self.model(self.model.sample_latent(b, length, gen, self.device), y, cond).float()
+                x = self.normalizer.inverse(x, [label] * b) if self.normalizer is not None else x
+                yield x.cpu().numpy().astype("float32", copy=False)
+                done += b
+
+    def sample(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
+               seed: int | None = None, length: int | None = None, batch_size: int = 256):
+        """n segments of ``label`` at (rpm, load_hp): ndarray (n, C, T) float32 in physical units.
+
+        rpm and load_hp default to the first condition seen in training for that label; the same seed
+        gives the same output. Requests over 2 GiB are refused: use iter_samples or pipelines/generate.py.
+        """
+        import numpy as np
+
+        from vibgan.errors import VibganError
+
+        n, _, _, length = self._check_request(label, n, rpm, load_hp, length)
+        nbytes = n * length * len(self.channels) * 4
+        if nbytes > MAX_SAMPLE_BYTES:
+            raise VibganError(
+                f"sample: {n} x {length} samples would need {nbytes / 1024**3:.1f} GiB in memory (limit 2 GiB); "
+                "use iter_samples() or pipelines/generate.py, which write in batches")
+        return np.concatenate(list(self.iter_samples(label, n, rpm=rpm, load_hp=load_hp, seed=seed,
+                                                     length=length, batch_size=batch_size)), axis=0)
+
+    # ---- persistence: safetensors weights + JSON, no pickle -------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``generator.safetensors`` and ``generator.json`` into ``directory`` (created)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(weights, str(directory / "generator.safetensors"))
+        meta = dict(self.meta)
+        meta["normalizer"] = self.normalizer.to_dict() if self.normalizer is not None else None
+        (directory / "generator.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> TrainedGenerator:
+        """Load a generator saved by ``save``: safetensors weights and JSON only, nothing executed."""
+        from safetensors import SafetensorsError
+        from safetensors.torch import load_file
+
+        from vibgan.config import ModelConfig, _from_dict
+        from vibgan.data import Normalizer
+        from vibgan.errors import ConfigError as _CE
+        from vibgan.errors import ModelError
+
+        directory = Path(directory)
+        wpath, mpath = directory / "generator.safetensors", directory / "generator.json"
+        for p in (wpath, mpath):
+            if not p.is_file():
+                raise ModelError(f"{p}: missing; a vibgan generator directory holds generator.safetensors and generator.json")
+        try:
+            meta = json.loads(mpath.read_text(encoding="utf-8"))
+            model_cfg = _from_dict(ModelConfig, meta["model"], "model")
+            model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
+                                    length=int(meta["length"]), fs=float(meta["fs"]), geometry=meta.get("geometry", "6205"))
+            normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
+        except (ValueError, KeyError, TypeError, _CE) as e:
+            raise ModelError(f"{mpath}: not a valid vibgan generator description ({type(e).__name__}: {e})") from None
+        try:
+            weights = load_file(str(wpath), device="cpu")
+        except (SafetensorsError, OSError, ValueError) as e:
+            raise ModelError(f"{wpath}: not a readable safetensors file ({e})") from None
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise ModelError(f"{wpath}: weights do not fit the architecture in {mpath.name} ({e})") from None
+        meta.pop("normalizer", None)
+        return cls(model.to(device), normalizer, meta)

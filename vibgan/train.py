@@ -1,0 +1,617 @@
+"""Adversarial training: data preparation, the training state, and the loop.
+
+The loop reads like the algorithm of Goodfellow et al.: for each iteration, k discriminator steps on
+m real and m generated segments, then l generator steps; the generator loss may add a spectral term
+(per-class log-PSD distance) and a kurtosis term, weighted by ``train.lambdas``. Everything that
+changes during training lives in one ``TrainState`` that checkpoints as a whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vibgan import losses
+from vibgan.config import Config, to_dict
+from vibgan.data import Normalizer, Recording, split_by_time
+from vibgan.errors import ConfigError, DataError, TrainingError
+from vibgan.networks import TrainedGenerator, build_models, count_parameters
+from vibgan.spectral import IN_BAND
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: recordings -> normalised tensors the loop samples random segments from
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TrainData:
+    """Training signals ready for the loop, plus the held-out parts for validation.
+
+    ``signals`` (R, L_max, C) holds each recording's normalised training part (zero-padded), so a batch
+    of random segments is one gather: no Python loop over segments, and it lives on the device.
+    """
+
+    classes: list[str]
+    fs: float
+    channels: list[str]
+    length: int
+    signals: torch.Tensor  # (R, L_max, C) float32, normalised
+    lengths: torch.Tensor  # (R,) int64 samples in each training part
+    rec_class: torch.Tensor  # (R,) int64
+    rec_cond: torch.Tensor  # (R, 2) float32 [rpm, load_hp]
+    normalizer: Normalizer | None
+    train_parts: list[Recording] = field(default_factory=list)  # physical units
+    val_parts: list[Recording] = field(default_factory=list)
+    test_parts: list[Recording] = field(default_factory=list)
+    geometry: str = "6205"
+    units: str = "g"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conditions(self) -> dict[str, list[list[float]]]:
+        """label -> the distinct [rpm, load_hp] pairs seen in training."""
+        out: dict[str, list[list[float]]] = {c: [] for c in self.classes}
+        for k, cond in zip(self.rec_class.tolist(), self.rec_cond.tolist()):
+            if cond not in out[self.classes[k]]:
+                out[self.classes[k]].append(cond)
+        return out
+
+    @classmethod
+    def from_recordings(cls, recordings: list[Recording], *, length: int, train_fraction: float = 0.7,
+                        val_fraction: float = 0.0, classes: list[str] | None = None, normalize: bool = True,
+                        geometry: str = "6205") -> TrainData:
+        """Split each recording by time, fit the per-class normaliser on the training parts only, pack tensors."""
+        if not recordings:
+            raise DataError("training data: no recordings were found")
+        fs = {r.fs for r in recordings}
+        if len(fs) > 1:
+            raise DataError(f"training data: recordings have different sampling rates {sorted(fs)} Hz; "
+                            "resample them or train one model per rate")
+        nch = {r.channels for r in recordings}
+        if len(nch) > 1:
+            raise DataError(f"training data: recordings have different channel counts {sorted(nch)}")
+        labels = sorted({r.label for r in recordings}, key=[r.label for r in recordings].index)
+        if classes:
+            missing = [c for c in classes if c not in labels]
+            if missing:
+                raise DataError(f"training data: data.classes asks for {missing}, found only {labels}")
+            recordings = [r for r in recordings if r.label in classes]
+            labels = list(classes)
+        test_fraction = max(0.0, 1.0 - train_fraction - val_fraction)
+        parts = [split_by_time(r, (train_fraction, val_fraction, test_fraction)) for r in recordings]
+        train_parts = [p[0] for p in parts]
+        for p in train_parts:
+            if p.samples < length:
+                raise DataError(f"{p.meta.get('source', p.label)}: training part has {p.samples} samples, "
+                                f"shorter than one segment of {length}; lower data.segment_length or use longer recordings")
+        normalizer = Normalizer(per_class=True).fit(train_parts) if normalize else None
+        lmax = max(p.samples for p in train_parts)
+        sig = np.zeros((len(train_parts), lmax, train_parts[0].channels), dtype=np.float32)
+        for i, p in enumerate(train_parts):
+            x = p.signal[None]  # (1, C, N)
+            if normalizer is not None:
+                x = normalizer.transform(x, [p.label])
+            sig[i, : p.samples] = np.asarray(x)[0].T
+        cond = [[float(p.meta.get("rpm") or 0.0), float(p.meta.get("load_hp") or 0.0)] for p in train_parts]
+        sensors = train_parts[0].meta.get("sensor") or [f"ch{i}" for i in range(train_parts[0].channels)]
+        return cls(
+            classes=labels, fs=float(fs.pop()), channels=list(sensors), length=length,
+            signals=torch.from_numpy(sig), lengths=torch.tensor([p.samples for p in train_parts]),
+            rec_class=torch.tensor([labels.index(p.label) for p in train_parts]),
+            rec_cond=torch.tensor(cond, dtype=torch.float32), normalizer=normalizer,
+            train_parts=train_parts, val_parts=[p[1] for p in parts], test_parts=[p[2] for p in parts],
+            geometry=geometry, units=str(train_parts[0].meta.get("units", "g")),
+            provenance={"recordings": [str(r.meta.get("source", "")) for r in recordings],
+                        "fractions": [train_fraction, val_fraction, test_fraction]},
+        )
+
+    def to(self, device: torch.device) -> TrainData:
+        return dataclass_replace(self, signals=self.signals.to(device), lengths=self.lengths.to(device),
+                                 rec_class=self.rec_class.to(device), rec_cond=self.rec_cond.to(device))
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n random training segments, classes balanced: x (n, C, T), y (n,), cond (n, 2)."""
+        dev = self.signals.device
+        y = torch.randint(0, len(self.classes), (n,), generator=generator, device=dev)
+        # a random recording of each drawn class: rank uniform among that class's recordings
+        onehot = (self.rec_class.unsqueeze(0) == y.unsqueeze(1))  # (n, R)
+        u = torch.rand(n, self.rec_class.numel(), generator=generator, device=dev)
+        rec = torch.where(onehot, u, torch.full_like(u, -1.0)).argmax(dim=1)  # (n,)
+        span = (self.lengths[rec] - self.length + 1).float()
+        start = (torch.rand(n, generator=generator, device=dev) * span).long()  # (n,)
+        idx = start.unsqueeze(1) + torch.arange(self.length, device=dev)  # (n, T)
+        x = self.signals[rec.unsqueeze(1), idx]  # (n, T, C)
+        return x.transpose(1, 2).contiguous(), y, self.rec_cond[rec]
+
+    def class_statistics(self, n_per_class: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real per-class mean log-PSD (K, F) in dB and log median kurtosis (K,), in normalised units."""
+        gen = torch.Generator(device=self.signals.device).manual_seed(seed)
+        k = len(self.classes)
+        x, y, _ = self.sample(n_per_class * k, gen)
+        db, _ = losses.class_log_psd(x, y, k, self.fs)
+        kurt = losses.kurtosis(x).mean(dim=1)
+        med = torch.stack([kurt[y == i].median() if (y == i).any() else kurt.new_tensor(3.0) for i in range(k)])
+        return db, torch.log(med)
+
+
+def dataclass_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def load_recordings(cfg: Config) -> list[Recording]:
+    """The recordings a config names: simulated bearings, files on disk, or the seed sinusoids."""
+    d = cfg.data
+    if d.source == "simulated":
+        from vibgan.synthetic import simulate_dataset
+
+        s = d.simulate
+        return simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=d.fs, duration=s.duration_s,
+                                severity=s.severity, seed=s.seed, load_hp=s.load_hp, channels=len(d.channels))
+    if d.source == "files":
+        from vibgan.data import load_many
+
+        path = Path(d.path)
+        if not path.exists():
+            raise ConfigError(f"data.path = {d.path!r}: no such file or directory")
+        return load_many(path, channels=d.channels or None, classes=d.classes or None)
+    raise ConfigError(f"data.source = {d.source!r}: load_recordings reads simulated or files; "
+                      "use prepare_data for sinusoids")
+
+
+def prepare_data(cfg: Config) -> TrainData:
+    """Load, split by time, normalise and pack the data a config names."""
+    d = cfg.data
+    if d.source == "sinusoid":
+        from vibgan.synthetic import sinusoids
+
+        n_test = max(256, d.n_sinusoids // 4)
+        y = sinusoids(d.n_sinusoids + n_test, length=d.segment_length, seed=cfg.train.seed)
+        fs = (d.segment_length - 1) / 10.0  # samples per unit of x on [-5, 5]
+        train = [Recording(y[i][None], fs, {"label": "sinusoid", "source": "sinusoids"}) for i in range(d.n_sinusoids)]
+        test = [Recording(y[i][None], fs, {"label": "sinusoid", "source": "sinusoids"}) for i in range(d.n_sinusoids, len(y))]
+        td = TrainData(
+            classes=["sinusoid"], fs=fs, channels=["y"], length=d.segment_length,
+            signals=torch.from_numpy(np.ascontiguousarray(y[: d.n_sinusoids, :, None])),
+            lengths=torch.full((d.n_sinusoids,), d.segment_length), rec_class=torch.zeros(d.n_sinusoids, dtype=torch.long),
+            rec_cond=torch.zeros(d.n_sinusoids, 2), normalizer=None, train_parts=train[:16], test_parts=test[:16],
+            units="1", provenance={"source": "sinusoids", "n": d.n_sinusoids, "seed": cfg.train.seed},
+        )
+        return td
+    recs = load_recordings(cfg)
+    return TrainData.from_recordings(recs, length=d.segment_length, train_fraction=d.train_fraction,
+                                     val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training state and checkpoints
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TrainState:
+    """Everything that changes during training; checkpoints as a whole."""
+
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    gen: torch.Generator  # data sampling and latent noise
+    scaler: Any = None
+    step: int = 0
+    rollbacks: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def state_dict(self) -> dict:
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "step": self.step, "rollbacks": self.rollbacks, "history": self.history,
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.G.load_state_dict(sd["G"])
+        self.D.load_state_dict(sd["D"])
+        self.G_ema.load_state_dict(sd["G_ema"])
+        self.opt_g.load_state_dict(sd["opt_g"])
+        self.opt_d.load_state_dict(sd["opt_d"])
+        self.gen.set_state(sd["gen"])
+        torch.set_rng_state(sd["torch_rng"])
+        if self.scaler is not None and sd.get("scaler"):
+            self.scaler.load_state_dict(sd["scaler"])
+        self.step = int(sd["step"])
+        self.rollbacks = int(sd.get("rollbacks", 0))
+        self.history = {k: list(v) for k, v in sd["history"].items()}
+
+
+def save_checkpoint(state: TrainState, directory: Path, extra: dict, keep: int) -> Path:
+    """Write ``ckpt_<step>.pt`` atomically (temp file + rename) and keep the newest ``keep``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"ckpt_{state.step:08d}.pt"
+    tmp = directory / f".{path.name}.tmp"
+    payload = {**state.state_dict(), "extra": json.dumps(extra)}
+    try:
+        torch.save(payload, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TrainingError(f"checkpoint {path}: could not be written ({e.strerror or e}); "
+                            f"the previous checkpoint in {directory} is intact") from None
+    for old in sorted(directory.glob("ckpt_*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory`` (temp files are ignored)."""
+    found = sorted(Path(directory).glob("ckpt_*.pt"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain values only, never code."""
+    from vibgan.errors import ModelError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        raise ModelError(f"checkpoint {path}: refused or unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """What a training run leaves behind."""
+
+    out_dir: Path
+    generator_dir: Path
+    generator: TrainedGenerator
+    steps: int
+    wall_s: float
+    history: dict[str, list[float]]
+    lsd_db: dict[str, float]
+    device: str
+    checkpoint: Path | None = None
+    artifacts: list[Path] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    """The device, chosen once: ``auto`` takes CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r}: CUDA is not available on this machine; use auto or cpu")
+    return dev
+
+
+def _finite_grads(params) -> bool:
+    grads = [p.grad for p in params if p.grad is not None]
+    return bool(torch.isfinite(torch.stack([g.float().abs().sum() for g in grads]).sum())) if grads else True
+
+
+def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, hooks: dict | None = None) -> TrainResult:
+    """Train a GAN on ``data`` as ``cfg`` says; log through ``tracker``; return the trained generator.
+
+    ``hooks`` (tests and fault injection): ``{"after_step": fn(state)}`` is called after each iteration.
+    """
+    from vibgan.tracking import NullTracker
+
+    tracker = tracker or NullTracker()
+    hooks = hooks or {}
+    t_cfg = cfg.train
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    device = pick_device(t_cfg.device)
+    if t_cfg.threads:
+        torch.set_num_threads(t_cfg.threads)
+    amp_dtype = PRECISIONS[t_cfg.precision]
+    torch.manual_seed(t_cfg.seed)
+
+    data = data.to(device)
+    k_classes, n_ch, T = len(data.classes), len(data.channels), data.length
+    G, D = build_models(cfg.model, n_classes=k_classes, channels=n_ch, length=T, fs=data.fs, geometry=data.geometry)
+    G, D = G.to(device), D.to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=t_cfg.lr_g, betas=tuple(t_cfg.betas))
+    opt_d = torch.optim.Adam(D.parameters(), lr=t_cfg.lr_d, betas=tuple(t_cfg.betas))
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+    gen = torch.Generator(device=device).manual_seed(t_cfg.seed)
+    state = TrainState(G, D, G_ema, opt_g, opt_d, gen, scaler)
+
+    extra = {"config": to_dict(cfg), "classes": data.classes,
+             "normalizer": data.normalizer.to_dict() if data.normalizer is not None else None}
+    if resume:
+        found = latest_checkpoint(ckpt_dir)
+        if found is None:
+            raise TrainingError(f"--resume: no checkpoint in {ckpt_dir}; start without --resume")
+        sd = load_checkpoint(found)
+        saved = json.loads(sd.get("extra", "{}"))
+        if saved.get("classes") != data.classes:
+            raise TrainingError(f"--resume: checkpoint {found} was trained on classes {saved.get('classes')}, "
+                                f"the data now has {data.classes}")
+        state.load_state_dict(sd)
+        print(f"resumed from {found} at step {state.step}")
+
+    d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
+    lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, **t_cfg.lambdas}
+    real_db, real_logk = data.class_statistics(seed=t_cfg.seed + 7)
+    freqs = torch.fft.rfftfreq(256, 1.0 / data.fs).to(device)
+    band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
+    eval_gen_seed = t_cfg.seed + 12345
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    def critic(x, y, c):
+        with autocast():
+            return D(x, y, c)
+
+    last_good = copy.deepcopy(state.state_dict())
+    last_good_step = state.step
+
+    def rollback(reason: str) -> None:
+        nonlocal last_good_step
+        state.rollbacks += 1
+        if state.rollbacks > t_cfg.max_rollbacks:
+            raise TrainingError(f"training stopped at step {state.step}: {reason}, still after "
+                                f"{t_cfg.max_rollbacks} rollbacks; lower train.lr_g/lr_d or use precision fp32. "
+                                f"Checkpoints in {ckpt_dir} are intact")
+        rng = state.gen.get_state()  # keep drawing fresh batches, or the same batch would fail again
+        rollbacks = state.rollbacks
+        state.load_state_dict(last_good)
+        state.gen.set_state(rng)
+        state.rollbacks = rollbacks
+        tracker.log_metrics({"train/rollback": float(rollbacks)}, step=state.step)
+        print(f"warning: {reason}; rolled back to step {last_good_step} (rollback {rollbacks}/{t_cfg.max_rollbacks})")
+
+    def apply(loss: torch.Tensor, opt: torch.optim.Optimizer, params) -> bool:
+        """Backward and step unless the loss or a gradient is not finite; returns whether it stepped."""
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return False
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)  # the scaler skips steps with inf/nan gradients itself
+            scaler.update()
+            return True
+        loss.backward()
+        if not _finite_grads(params):
+            opt.zero_grad(set_to_none=True)
+            return False
+        opt.step()
+        return True
+
+    tracker.log_params({"model/params_g": count_parameters(G), "model/params_d": count_parameters(D),
+                        "device": str(device)})
+    t0 = time.perf_counter()
+    start_step = state.step
+    bar = _progress(t_cfg.steps, state.step, enabled=t_cfg.progress)
+    B = t_cfg.batch_size
+    while state.step < t_cfg.steps:
+        # ---- k discriminator steps on m real and m generated segments
+        for _ in range(t_cfg.d_steps):
+            x_real, y, c = data.sample(B, state.gen)  # (B, C, T), (B,), (B, 2)
+            with torch.no_grad(), autocast():
+                x_fake = G(G.sample_latent(B, T, state.gen, device), y, c)  # (B, C, T)
+            loss_d = d_loss_fn(critic(x_real, y, c), critic(x_fake.float(), y, c))
+            if t_cfg.loss == "wgan-gp":
+                loss_d = loss_d + t_cfg.gp_weight * losses.gradient_penalty(
+                    lambda xh: critic(xh, y, c), x_real, x_fake.float(), state.gen)
+            ok_d = apply(loss_d, opt_d, D.parameters())
+        # ---- l generator steps
+        for _ in range(t_cfg.g_steps):
+            _, y, c = data.sample(B, state.gen)
+            with autocast():
+                x_fake = G(G.sample_latent(B, T, state.gen, device), y, c)
+            x_fake = x_fake.float()  # spectral maths in float32, never half
+            loss_adv = g_loss_fn(critic(x_fake, y, c))
+            loss_g = lam["adv"] * loss_adv
+            loss_spec = loss_k = torch.zeros((), device=device)
+            if lam["spectral"]:
+                fake_db, present = losses.class_log_psd(x_fake, y, k_classes, data.fs)
+                loss_spec = losses.spectral_loss(fake_db, real_db, present, band)
+                loss_g = loss_g + lam["spectral"] * loss_spec
+            if lam["kurtosis"]:
+                loss_k = losses.kurtosis_loss(x_fake, y, real_logk, k_classes)
+                loss_g = loss_g + lam["kurtosis"] * loss_k
+            ok_g = apply(loss_g, opt_g, G.parameters())
+
+        if not (ok_d and ok_g):
+            rollback(f"non-finite loss or gradient (loss/d={loss_d.item():.4g}, loss/g={loss_g.item():.4g})")
+            continue
+        with torch.no_grad():  # EMA of the generator weights, used for sampling
+            decay = min(t_cfg.ema_decay, (1 + state.step) / (10 + state.step))
+            for pe, p in zip(G_ema.parameters(), G.parameters()):
+                pe.lerp_(p, 1 - decay)
+            for be, b in zip(G_ema.buffers(), G.buffers()):
+                be.copy_(b)
+        state.step += 1
+
+        if state.step % t_cfg.log_every == 0 or state.step == t_cfg.steps:
+            scalars = {"loss/d": loss_d.item(), "loss/g": loss_g.item(), "loss/g_adv": loss_adv.item(),
+                       "loss/spectral": loss_spec.item(), "loss/kurtosis": loss_k.item()}
+            for name, v in scalars.items():
+                state.history.setdefault(name, []).append(v)
+            state.history.setdefault("step", []).append(state.step)
+            tracker.log_metrics(scalars, step=state.step)
+            bar.set_postfix({"d": f"{scalars['loss/d']:.3f}", "g": f"{scalars['loss/g']:.3f}",
+                             "spec": f"{scalars['loss/spectral']:.2f}"})
+        if state.step % t_cfg.eval_every == 0 or state.step == t_cfg.steps:
+            lsd = evaluate_lsd(G_ema, data, real_db, band, eval_gen_seed)
+            tracker.log_metrics({f"fid/lsd_db/{k}": v for k, v in lsd.items()} | {"fid/lsd_db_max": max(lsd.values())},
+                                step=state.step)
+            state.history.setdefault("eval_step", []).append(state.step)
+            state.history.setdefault("lsd_db_max", []).append(max(lsd.values()))
+            state.history.setdefault("wall_s", []).append(time.perf_counter() - t0)
+        if state.step % t_cfg.sample_every == 0 or state.step == t_cfg.steps:
+            png = plot_samples(G_ema, data, out / "samples" / f"step_{state.step:08d}.png", eval_gen_seed, state.step)
+            tracker.log_artifact(png, "samples")
+        if state.step % t_cfg.checkpoint_every == 0 or state.step == t_cfg.steps:
+            save_checkpoint(state, ckpt_dir, extra, t_cfg.keep_checkpoints)
+            last_good = copy.deepcopy(state.state_dict())
+            last_good_step = state.step
+        bar.update(1)
+        if "after_step" in hooks:
+            hooks["after_step"](state)
+    bar.close()
+    wall = time.perf_counter() - t0
+
+    lsd = evaluate_lsd(G_ema, data, real_db, band, eval_gen_seed)
+    trained = TrainedGenerator(copy.deepcopy(G_ema).cpu(), data.normalizer, generator_meta(cfg, data))
+    gen_dir = trained.save(out / "generator")
+    curves = plot_losses(state.history, out / "loss_curves.png")
+    tracker.log_artifact(curves, "plots")
+    steps_run = state.step - start_step
+    tracker.log_metrics({"train/steps_per_s": steps_run / wall if wall > 0 else 0.0, "train/wall_s": wall},
+                        step=state.step)
+    return TrainResult(out, gen_dir, trained, state.step, wall, state.history, lsd, str(device),
+                       latest_checkpoint(ckpt_dir), [curves])
+
+
+def generator_meta(cfg: Config, data: TrainData) -> dict:
+    """What a saved generator needs besides its weights (JSON-serialisable)."""
+    import vibgan
+
+    return {
+        "format": "vibgan-generator/1", "vibgan_version": vibgan.__version__,
+        "model": to_dict(cfg)["model"], "classes": data.classes, "fs": data.fs, "channels": data.channels,
+        "length": data.length, "units": data.units, "geometry": data.geometry, "conditions": data.conditions,
+        "seed": cfg.train.seed, "steps": cfg.train.steps, "loss": cfg.train.loss,
+    }
+
+
+@torch.no_grad()
+def evaluate_lsd(G: torch.nn.Module, data: TrainData, real_db: torch.Tensor, band: torch.Tensor, seed: int,
+                 n_per_class: int = 32) -> dict[str, float]:
+    """In-band log-spectral distance (dB) per class between fixed-noise samples and the real training PSD."""
+    device = data.signals.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    k = len(data.classes)
+    y = torch.arange(k, device=device).repeat_interleave(n_per_class)
+    conds = data.conditions
+    c = torch.tensor([conds[data.classes[i]][0] for i in y.tolist()], dtype=torch.float32, device=device)
+    x = G(G.sample_latent(len(y), data.length, gen, device), y, c).float()
+    fake_db, _ = losses.class_log_psd(x, y, k, data.fs)
+    d = torch.sqrt(((fake_db - real_db)[:, band] ** 2).mean(dim=1))
+    return {data.classes[i]: float(d[i]) for i in range(k)}
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Monitoring plots (matplotlib Agg)
+# --------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def plot_samples(G: torch.nn.Module, data: TrainData, path: Path, seed: int, step: int) -> Path:
+    """Per class: one generated and one real waveform, and generated vs real mean PSD."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vibgan.spectral import mean_psd
+
+    device = data.signals.device
+    k = len(data.classes)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    n = 8
+    y = torch.arange(k, device=device).repeat_interleave(n)
+    conds = data.conditions
+    c = torch.tensor([conds[data.classes[i]][0] for i in y.tolist()], dtype=torch.float32, device=device)
+    fake = G(G.sample_latent(len(y), data.length, gen, device), y, c).float()
+    real, yr, _ = data.sample(n * k * 4, torch.Generator(device=device).manual_seed(seed + 1))
+    if data.normalizer is not None:
+        fake = data.normalizer.inverse(fake, y.tolist())
+        real = data.normalizer.inverse(real, yr.tolist())
+    fake, real, y, yr = fake.cpu().numpy(), real.cpu().numpy(), y.cpu().numpy(), yr.cpu().numpy()
+    t = np.arange(data.length) / data.fs
+    fig, axes = plt.subplots(k, 2, figsize=(12, 2.0 * k + 0.8), squeeze=False)
+    for i, label in enumerate(data.classes):
+        fk, rl = fake[y == i], real[yr == i]
+        ax = axes[i, 0]
+        if len(rl):
+            ax.plot(t, rl[0, 0], lw=0.5, color="0.55", label="real")
+        ax.plot(t, fk[0, 0], lw=0.5, color="C3", alpha=0.85, label="generated")
+        ax.set_ylabel(f"{label}\n[{data.units}]")
+        ax.legend(loc="upper right", fontsize=7)
+        ax = axes[i, 1]
+        seglen = min(256, data.length)
+        if data.length >= 256:
+            f, pf = mean_psd(fk, data.fs)
+            if len(rl):
+                _, pr = mean_psd(rl, data.fs)
+                ax.semilogy(f, pr, color="0.4", lw=1, label="real")
+            ax.semilogy(f, pf, color="C3", lw=1, label="generated")
+            ax.set_ylabel(f"PSD [{data.units}²/Hz]")
+        else:
+            ax.plot(np.arange(seglen), fk[:8, 0].T, lw=0.6, color="C3")
+            ax.set_ylabel("generated curves")
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel("time [s]")
+    axes[-1, 1].set_xlabel("frequency [Hz]")
+    fig.suptitle(f"step {step}: generated (EMA) vs real")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_losses(history: dict[str, list[float]], path: Path) -> Path:
+    """Loss curves over steps, and the eval log-spectral distance when recorded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    steps = history.get("step", [])
+    for name in ("loss/d", "loss/g_adv", "loss/spectral", "loss/kurtosis"):
+        vals = history.get(name, [])
+        if vals and any(v != 0 for v in vals):
+            axes[0].plot(steps[: len(vals)], vals, label=name, lw=1)
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("training losses")
+    if history.get("lsd_db_max"):
+        axes[1].plot(history["eval_step"], history["lsd_db_max"], marker="o", lw=1)
+        axes[1].axhline(1.5, color="0.5", ls="--", lw=0.8, label="1.5 dB")
+        axes[1].set_ylabel("worst-class lsd_db vs training PSD [dB]")
+        axes[1].set_yscale("log")
+        axes[1].legend(fontsize=8)
+    axes[1].set_xlabel("step")
+    axes[1].set_title("spectral distance (EMA generator)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def count_steps_per_second(history: dict[str, list[float]]) -> float:
+    """Steps per second over the evaluated part of a run (from the recorded wall times)."""
+    if len(history.get("wall_s", [])) < 2:
+        return math.nan
+    return (history["eval_step"][-1] - history["eval_step"][0]) / (history["wall_s"][-1] - history["wall_s"][0])
