@@ -260,15 +260,18 @@ def _ring(times: np.ndarray, amps: np.ndarray, modes: Sequence[tuple[float, floa
         return out
     slowest = min(zeta * 2 * np.pi * f for f, zeta, _ in modes)       # decay rate 1/s of the longest ring
     length = min(int(math.ceil(math.log(1e4) / slowest * fs)) + 1, n)  # until it has decayed by 80 dB
-    k0 = np.ceil(times * fs).astype(np.int64)                           # first sample at or after the strike
-    idx = k0[:, None] + np.arange(length)[None, :]                      # (K, L)
-    dt = idx / fs - times[:, None]
-    h = np.zeros_like(dt)
-    for f, zeta, w in modes:
-        wn = 2 * np.pi * f
-        h += w * np.exp(-zeta * wn * dt) * np.sin(wn * math.sqrt(1 - zeta**2) * dt)
-    keep = idx < n
-    out += np.bincount(idx[keep], weights=(h * amps[:, None])[keep], minlength=n)[:n]
+    chunk = max(1, 2_000_000 // length)                                 # bound memory to ~16 MB per array
+    for i in range(0, times.size, chunk):
+        t, a = times[i:i + chunk], amps[i:i + chunk]
+        k0 = np.ceil(t * fs).astype(np.int64)                           # first sample at or after the strike
+        idx = k0[:, None] + np.arange(length)[None, :]                  # (K, L)
+        dt = idx / fs - t[:, None]
+        h = np.zeros_like(dt)
+        for f, zeta, w in modes:
+            wn = 2 * np.pi * f
+            h += w * np.exp(-zeta * wn * dt) * np.sin(wn * math.sqrt(1 - zeta**2) * dt)
+        keep = idx < n
+        out += np.bincount(idx[keep], weights=(h * a[:, None])[keep], minlength=n)[:n]
     return out
 
 
@@ -366,7 +369,7 @@ def simulate_bearing(fault: str, rpm: float, fs: float, duration: float, *, seve
     freqs = fault_frequencies(rpm, geo)
     de_modes = _modes(resonance_hz, DE_MODES)
     fe_modes = FE_MODES if resonance_hz is None else tuple((f * 0.8, z, w) for f, z, w in de_modes)
-    top = max(f for f, _, _ in de_modes + fe_modes)
+    top = max(f for f, _, _ in (de_modes + fe_modes if channels == 2 else de_modes))
     if fs < 2.2 * top:
         raise VibganError(f"simulate_bearing: fs: {fs:g} Hz is too low for the structural resonance at {top:g} Hz; "
                           f"expected fs >= {2.2 * top:g} Hz (2.2 x the resonance)")
