@@ -281,13 +281,17 @@ def _background(n: int, fs: float, rms: float, rng: np.random.Generator) -> np.n
         return np.zeros(n)
     f = np.fft.rfftfreq(n, 1.0 / fs)
 
-    def mode(fn: float, zeta: float) -> np.ndarray:  # |H|^2 of a second-order resonance, unit static gain
+    def band(fn: float, zeta: float) -> np.ndarray:  # |H|^2 of a second-order band-pass, unit peak
         r = f / fn
-        return 1.0 / ((1.0 - r**2) ** 2 + (2.0 * zeta * r) ** 2)
+        return (2.0 * zeta * r) ** 2 / ((1.0 - r**2) ** 2 + (2.0 * zeta * r) ** 2)
 
-    # Relative power densities shaped after the CWRU drive-end baseline (rotor 50-200 Hz and a frame
-    # resonance near 1.1-1.3 kHz dominate; the 2.5-5 kHz band sits ~30 dB lower).
-    power = 1.0 * mode(120.0, 0.5) + 0.06 * mode(1150.0, 0.05) + 0.4 * mode(550.0, 0.3) + 2e-3
+    def mode(fn: float, zeta: float) -> np.ndarray:  # |H|^2 of a second-order resonance, unit peak
+        r = f / fn
+        return (2.0 * zeta) ** 2 / ((1.0 - r**2) ** 2 + (2.0 * zeta * r) ** 2)
+
+    # Relative power densities shaped after the CWRU drive-end baseline: a rotor band around 100-200 Hz
+    # and a frame resonance near 1.1 kHz dominate; below 30 Hz and in 2.5-5 kHz the floor sits 20-35 dB lower.
+    power = 1.0 * band(150.0, 0.3) + 1.2 * mode(1100.0, 0.06) + 0.3 * band(600.0, 0.12) + 1e-4
     power[0] = 0.0
     spec = np.sqrt(power) * (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size))
     x = np.fft.irfft(spec, n=n)
