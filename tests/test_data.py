@@ -856,3 +856,41 @@ def test_wav_header_claiming_more_data_than_present(tmp_path):
     data[40:44] = struct.pack("<I", 10**9)  # the data chunk now claims a gigabyte
     p.write_bytes(bytes(data))
     _load_or_vibgan_error(p)
+
+
+def test_parquet_datetime_time_column_and_metadata_fs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 24000
+    t = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) * 250_000, unit="ns")  # 4 kHz
+    p = tmp_path / "dt.parquet"
+    pd.DataFrame({"time": t, "acc": tone(n, fs=4000.0)}).to_parquet(p)
+    rec = load(p)
+    assert rec.fs == 4000.0 and rec.meta["sensor"] == ["acc"]
+    assert peak_hz(rec.signal[0], rec.fs)[0] == pytest.approx(50.0, abs=0.5)
+    table = pa.table({"acc": tone()}).replace_schema_metadata({"fs": "12000", "label": "IR_7", "rpm": "1797",
+                                                                "units": "g"})
+    pq.write_table(table, tmp_path / "md.parquet")
+    rec = load(tmp_path / "md.parquet")
+    assert (rec.fs, rec.label, rec.meta["fault"], rec.meta["rpm"], rec.meta["units"]) == (FS, "IR_7", "inner", 1797,
+                                                                                         "g")
+
+
+def test_load_many_from_paths_and_fault_name_labels(tmp_path):
+    a = _rec_file(tmp_path, "a.npz", FS, "outer")
+    b = _rec_file(tmp_path, "b.npz", FS, "normal")
+    recs = load_many([a, b])
+    assert [r.label for r in recs] == ["normal", "outer"] and [r.meta["fault"] for r in recs] == ["normal", "outer"]
+
+
+def test_write_failures_are_data_errors(tmp_path):
+    rec = Recording(np.zeros((1, 10), np.float32), FS, {"label": "a"})
+    with pytest.raises(DataError, match="folder"):
+        write_recordings(tmp_path / "missing" / "r.h5", [rec])
+    (tmp_path / "taken.h5").mkdir()  # the destination is a folder: the rename fails
+    w = GeneratedWriter(tmp_path / "taken.h5", FS, 1, 10)
+    w.append(np.zeros((1, 1, 10)), "a")
+    with pytest.raises(DataError, match="move it into place"):
+        w.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.h5"]

@@ -422,7 +422,9 @@ def _select(src: str, named: list[tuple[str, np.ndarray]], channels: Sequence[st
     if len(set(lengths.values())) > 1:
         raise DataError(f"{src}: channels: the chosen channels differ in length {lengths}; choose channels of "
                         f"equal length")
-    return np.stack([np.asarray(a) for _, a in chosen]), [n for n, _ in chosen]
+    # float32 before stacking: a long float64 file is not held twice more in memory
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, which Recording reports
+        return np.stack([np.asarray(a, dtype=np.float32) for _, a in chosen]), [n for n, _ in chosen]
 
 
 def _resolve_fs(src: str, fs_file: float | None, fs_arg: float | None, where: str) -> tuple[float, str]:
@@ -438,6 +440,16 @@ def _resolve_fs(src: str, fs_file: float | None, fs_arg: float | None, where: st
     return fs_file, where
 
 
+def _label_fields(label: str | None) -> dict[str, Any]:
+    """fault and diameter_in implied by a label: CWRU labels, or plain fault names (normal/inner/outer/ball)."""
+    info = cwru_label_info(label) if label else None
+    if info is not None:
+        return {"fault": info["fault"], "diameter_in": info["diameter_in"]}
+    if label and label.lower() in _FAULT_RANK:
+        return {"fault": label.lower(), "diameter_in": 0.0 if label.lower() == "normal" else None}
+    return {"fault": None, "diameter_in": None}
+
+
 def _finish(src: str, signal: np.ndarray, names: list[str], fs_file: float | None, fs_arg: float | None,
             fs_where: str, label_file: str | None, label_arg: str | None, meta: dict[str, Any]) -> Recording:
     fs, fs_source = _resolve_fs(src, fs_file, fs_arg, fs_where)
@@ -446,13 +458,9 @@ def _finish(src: str, signal: np.ndarray, names: list[str], fs_file: float | Non
         if label_file is not None and label_file != label_arg:
             raise DataError(f"{src}: label: the file says {label_file!r} but label={label_arg!r} was passed")
     label = label_file if label_file is not None else label_arg
-    info = cwru_label_info(label) if label is not None else None
-    if info is None and label is not None and label.lower() in _FAULT_RANK:
-        info = {"fault": label.lower(), "diameter_in": None, "clock": None}
     full = {
         "label": label,
-        "fault": info["fault"] if info else None,
-        "diameter_in": info["diameter_in"] if info else None,
+        **_label_fields(label),
         "rpm": None,
         "load_hp": None,
         "units": "unknown",
@@ -711,6 +719,9 @@ def _frame_to_named(df: Any, src: str) -> tuple[list[tuple[str, np.ndarray]], fl
 
 def _table_column(df: Any, i: int, src: str, name: str) -> np.ndarray:
     col = df.iloc[:, i]
+    if col.dtype.kind == "M":  # datetime time stamps -> seconds from the first
+        ns = col.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        return (ns - ns[0]) / 1e9
     if col.dtype.kind not in "fiu":
         raise DataError(f"{src}: column {name!r}: expected numbers, got {col.dtype} values")
     return col.to_numpy(dtype=np.float64)
@@ -879,8 +890,7 @@ def _catalog_row(p: Path) -> dict[str, Any] | None:
         rec_label = info["label"]
         meta = {"label": rec_label, "rpm": info["rpm"], "load_hp": info["load_hp"], "units": info["units"],
                 "sensor": info["names"], "fs_source": where}
-        li = cwru_label_info(rec_label) if rec_label else None
-        meta.update({"fault": li["fault"] if li else None, "diameter_in": li["diameter_in"] if li else None})
+        meta.update(_label_fields(rec_label))
         channels, samples = info["shape"]
     else:
         rec = load(p)
@@ -1441,7 +1451,15 @@ def write_recordings(path: str | os.PathLike, recordings: Iterable[Recording]) -
     recs = list(recordings)
     if not recs:
         raise DataError(f"{path}: write_recordings: expected at least one recording")
-    with _atomic_h5(Path(path)) as f:
+    try:
+        _write_recordings(Path(path), recs)
+    except OSError as exc:
+        raise DataError(f"{path}: write_recordings: cannot write ({exc})") from None
+    return Path(path)
+
+
+def _write_recordings(path: Path, recs: list[Recording]) -> None:
+    with _atomic_h5(path) as f:
         grp = f.create_group("recordings")
         for i, r in enumerate(recs):
             ds = grp.create_dataset(f"{i:05d}", data=r.signal, chunks=(r.channels, min(r.samples, 65536)))
@@ -1455,7 +1473,6 @@ def write_recordings(path: str | os.PathLike, recordings: Iterable[Recording]) -
             for key in ("rpm", "load_hp"):
                 if r.meta.get(key) is not None:
                     ds.attrs[key] = float(r.meta[key])
-    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1654,7 +1671,10 @@ class GeneratedWriter:
         if self._closed:
             return self.path
         self._closed = True
-        self._ctx.__exit__(None, None, None)
+        try:
+            self._ctx.__exit__(None, None, None)
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot finish the file or move it into place ({exc})") from None
         return self.path
 
     def abort(self) -> None:
