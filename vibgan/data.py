@@ -737,9 +737,11 @@ def _read_csv(path: Path, src: str) -> dict[str, Any]:
 
 
 def _read_parquet(path: Path, src: str) -> dict[str, Any]:
-    with _reading(src, "Parquet file"):
+    try:
         import pyarrow.parquet as pq
-
+    except ImportError:
+        raise DataError(f"{src}: Parquet needs pyarrow: pip install 'vibgan[parquet]'") from None
+    with _reading(src, "Parquet file"):
         table = pq.read_table(path)
         md = {k.decode("utf-8", "replace"): v for k, v in (table.schema.metadata or {}).items()}
         df = table.to_pandas()
