@@ -159,14 +159,15 @@ def _http_limits(retries: int, timeout_s: int):
 
 
 def _reason(e: BaseException) -> str:
-    text = str(getattr(e, "message", None) or e).strip().splitlines()
-    first = text[0] if text else ""
-    # requests hides the useful part ("Connection refused") deep in its message
-    m = re.search(r"(Connection refused|Name or service not known|timed out|Temporary failure in name resolution|"
-                  r"No route to host|Max retries exceeded)", str(e))
-    detail = m.group(1) if m and m.group(1) not in first[:200] else ""
-    out = f"{type(e).__name__}: {first[:300]}"
-    return f"{out} ({detail})" if detail else out
+    """One short line for an exception; for network errors, the cause requests buries at the end."""
+    full = str(getattr(e, "message", None) or e)
+    for cause in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
+                  "No route to host", "Network is unreachable", "timed out", "Connection reset",
+                  "Remote end closed connection"):
+        if cause in full:
+            return f"{type(e).__name__}: {cause}"
+    lines = full.strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def check_store(uri: str, timeout_s: int = 5) -> None:
@@ -1059,21 +1060,32 @@ def _load_checked(root: Path, device: str = "cpu"):
     return TrainedGenerator.load(gen_dir, device=device)
 
 
-def _registry_info(uri: str, tracking_uri: str) -> dict[str, Any]:
-    """name, version, aliases and run of a ``models:/`` URI (best effort, for provenance)."""
+def _resolve_models_uri(uri: str, tracking_uri: str) -> tuple[dict[str, Any], str]:
+    """Registry facts (name, version, aliases, run) of ``models:/name/version|latest`` or ``models:/name@alias``,
+    and where its files are. Resolved here with an explicit client: MLflow's own ``models:/`` download path
+    consults the process-wide registry URI, not the one it is given."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     m = re.match(r"^models:/([^/@]+)(?:@([^/]+)|/([^/]+))/?$", uri)
     if not m:
-        return {}
+        raise MlflowException(f"expected models:/NAME/VERSION or models:/NAME@ALIAS, got {uri!r}",
+                              error_code="INVALID_PARAMETER_VALUE")
     name, alias, ver = m.groups()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, ver)
-    except Exception:
-        return {"name": name, "alias": alias, "version": ver}
-    return {"name": name, "version": str(mv.version), "alias": alias, "aliases": list(getattr(mv, "aliases", []) or []),
-            "run_id": mv.run_id, "source": mv.source}
+    if alias:
+        mv = client.get_model_version_by_alias(name, alias)
+    elif ver == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise MlflowException(f"Registered Model with name={name} has no versions",
+                                  error_code="RESOURCE_DOES_NOT_EXIST")
+        mv = max(versions, key=lambda v: int(v.version))
+    else:
+        mv = client.get_model_version(name, ver)
+    info = {"name": name, "version": str(mv.version), "alias": alias,
+            "aliases": list(getattr(mv, "aliases", []) or []), "run_id": mv.run_id, "source": mv.source}
+    return info, client.get_model_version_download_uri(name, str(mv.version))
 
 
 def load_generator(uri: str | Path, device: str = "cpu", *, tracking_uri: str | None = None):
@@ -1108,9 +1120,9 @@ def load_generator(uri: str | Path, device: str = "cpu", *, tracking_uri: str | 
     with tempfile.TemporaryDirectory(prefix="vibgan-model-") as tmp:
         try:
             with _http_limits(3, 60):
-                local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp, tracking_uri=turi,
+                info, source = _resolve_models_uri(text, turi) if text.startswith("models:/") else ({}, text)
+                local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=turi,
                                                             registry_uri=turi)
-                info = _registry_info(text, turi) if text.startswith("models:/") else {}
         except MlflowException as e:
             raise ModelError(f"{text}: not found in {redact(turi)} ({_reason(e)})") from None
         except OSError as e:
