@@ -1,0 +1,202 @@
+"""pipelines/generate.py: the exchange format in batches, atomically, with refusals before any work."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "pipelines" / "generate.py"
+TINY = ["train.steps=4", "train.batch_size=4", "data.simulate.duration_s=2", "data.segment_length=1024",
+        "train.eval_every=2", "train.sample_every=4", "train.checkpoint_every=2", "validate.n_fake=4",
+        "train.progress=false", "train.threads=1", "model.widths=[32,24,16,8]", "model.d_channels=8"]
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("generate_cli", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cli = _load_cli()
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory) -> Path:
+    """A 4-step generator saved as an MLflow model directory (no tracking store needed)."""
+    import torch
+
+    from vibgan import tracking
+    from vibgan.config import load_config
+    from vibgan.train import prepare_data, train
+
+    out = tmp_path_factory.mktemp("gen-model")
+    cfg = load_config(ROOT / "configs" / "default.toml", TINY + [f"out={str(out)!r}"])
+    threads = torch.get_num_threads()
+    try:
+        result = train(cfg, prepare_data(cfg), tracking.MemoryTracker())
+    finally:
+        torch.set_num_threads(threads)
+    info = tracking.log_generator(tracking.MemoryTracker(), result, cfg, None)
+    assert "saved" in info
+    return out / "mlflow_model"
+
+
+@pytest.fixture(scope="session")
+def gen(model):
+    from vibgan import tracking
+
+    return tracking.load_generator(model)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_writes_the_exchange_format_parquet_and_wav(model, gen, tmp_path, monkeypatch):
+    import pandas as pd
+    from scipy.io import wavfile
+
+    from vibgan.data import GeneratedWriter, read_generated
+
+    rows = []
+    real_append = GeneratedWriter.append
+
+    def spy(self, x, *a, **k):
+        rows.append(len(x))
+        return real_append(self, x, *a, **k)
+
+    monkeypatch.setattr(GeneratedWriter, "append", spy)
+    out = tmp_path / "sub" / "gen.h5"
+    rc = cli.main(["--model", str(model), "--n", "5", "--labels", "inner", "outer", "--seed", "3", "--batch-size", "2",
+                   "--out", str(out), "--parquet", str(tmp_path / "gen.parquet"), "--wav-dir", str(tmp_path / "wav"),
+                   "--no-progress"])
+    assert rc == 0
+    assert rows == [2, 2, 1, 2, 2, 1]  # streamed in batches of at most --batch-size: memory stays flat
+    g = read_generated(out)
+    assert g.signals.shape == (10, 1, 1024) and g.signals.dtype == np.float32 and g.fs == 12000.0 and g.units == "g"
+    assert g.labels.tolist() == ["inner"] * 5 + ["outer"] * 5
+    assert g.rpm.tolist() == [1500.0] * 10 and g.load_hp.tolist() == [0.0] * 10  # each class's first condition
+    p = g.provenance
+    assert p["model_uri"] == str(model) and p["seed"] == 3 and p["generator"]["classes"] == gen.classes
+    assert [r["seed"] for r in p["request"]] == [3 + gen.classes.index("inner"), 3 + gen.classes.index("outer")]
+    want = np.concatenate([gen.sample("inner", 5, seed=3 + gen.classes.index("inner"), batch_size=2),
+                           gen.sample("outer", 5, seed=3 + gen.classes.index("outer"), batch_size=2)])
+    assert np.array_equal(g.signals, want)
+    df = pd.read_parquet(tmp_path / "gen.parquet")
+    assert df.columns.tolist() == ["label", "index", "rpm", "load_hp", "signal_DE"]
+    assert df["index"].tolist() == [0, 1, 2, 3, 4] * 2
+    assert np.array_equal(np.stack(df["signal_DE"].to_numpy()), want[:, 0])
+    wavs = sorted((tmp_path / "wav").iterdir())
+    assert len(wavs) == 10 and wavs[0].name == "inner_0000000.wav"
+    rate, y = wavfile.read(wavs[-1])
+    assert rate == 12000 and y.dtype == np.float32 and np.array_equal(y, want[-1, 0])
+    assert leftovers(tmp_path) == ["gen.parquet", "sub", "wav"] and leftovers(tmp_path / "sub") == ["gen.h5"]
+
+
+def test_same_seed_same_file(model, tmp_path):
+    from vibgan.data import read_generated
+
+    for name in ("a.h5", "b.h5"):
+        assert cli.main(["--model", str(model), "--n", "3", "--seed", "42", "--out", str(tmp_path / name),
+                         "--no-progress"]) == 0
+    a, b = read_generated(tmp_path / "a.h5"), read_generated(tmp_path / "b.h5")
+    assert a.signals.shape == (12, 1, 1024) and np.array_equal(a.signals, b.signals)
+    assert a.labels.tolist() == b.labels.tolist()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "--n 0: expected at least 1"),
+    (["--n", "-5"], "--n -5"),
+    (["--n", "2", "--rpm", "-1"], "--rpm -1: expected a shaft speed"),
+    (["--n", "2", "--rpm", "nan"], "--rpm nan"),
+    (["--n", "2", "--load-hp", "-2"], "--load-hp -2"),
+    (["--n", "2", "--labels", "inner", "bogus"], "unknown ['bogus']"),
+    (["--n", "1000000000"], "free"),
+    (["--n", "2", "--length", "1000"], "length must be a multiple"),
+    (["--n", "2", "--batch-size", "0"], "--batch-size 0"),
+    (["--n", "200000", "--wav-dir", "WAVDIR"], "WAV files"),
+])
+def test_absurd_requests_are_refused_before_work(model, tmp_path, capsys, args, message):
+    out = tmp_path / "gen.h5"
+    args = [a.replace("WAVDIR", str(tmp_path / "wav")) for a in args]
+    rc = cli.main(["--model", str(model), "--out", str(out), "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert leftovers(tmp_path) == []
+
+
+def test_bad_models_are_clear_errors(model, tmp_path, capsys):
+    import shutil
+
+    assert cli.main(["--model", str(tmp_path / "nope"), "--n", "1", "--out", str(tmp_path / "g.h5")]) == 2
+    assert "no such model directory" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    shutil.copytree(model, bad)
+    (bad / "data" / "generator" / "generator.safetensors").unlink()
+    assert cli.main(["--model", str(bad), "--n", "1", "--out", str(tmp_path / "g.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "generator.safetensors: missing" in err and "Traceback" not in err
+    assert not (tmp_path / "g.h5").exists()
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_failure_mid_generation_leaves_no_partial_file(model, tmp_path, monkeypatch, exc):
+    from vibgan.networks import TrainedGenerator
+
+    real = TrainedGenerator.iter_samples
+
+    def failing(self, *a, **k):
+        for i, x in enumerate(real(self, *a, **k)):
+            if i == 2:
+                raise exc
+            yield x
+
+    monkeypatch.setattr(TrainedGenerator, "iter_samples", failing)
+    out = tmp_path / "gen.h5"
+    out.write_bytes(b"the previous file")
+    args = ["--model", str(model), "--n", "8", "--batch-size", "2", "--out", str(out), "--parquet",
+            str(tmp_path / "g.parquet"), "--wav-dir", str(tmp_path / "wav"), "--no-progress"]
+    if isinstance(exc, KeyboardInterrupt):
+        assert cli.main(args) == 130
+    else:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            cli.main(args)
+    assert out.read_bytes() == b"the previous file"  # untouched: the new file never replaced it
+    assert leftovers(tmp_path) == ["gen.h5"]  # no temp files, no Parquet, no WAV folder
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_process_leaves_no_output_file(model, tmp_path, sig):
+    out = tmp_path / "gen.h5"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--model", str(model), "--n", "100000", "--batch-size", "8",
+                             "--seed", "1", "--out", str(out), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            tmp = [p for p in tmp_path.iterdir() if p.name.startswith(".gen.h5.")]
+            if tmp and tmp[0].stat().st_size > 100_000:  # well into writing batches
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not out.exists()
+    if sig == signal.SIGTERM:  # cleaned up like Ctrl-C
+        assert proc.returncode == 130 and leftovers(tmp_path) == []
+    else:  # nothing can clean up after SIGKILL: only a hidden temp file remains, never gen.h5
+        assert all(name.startswith(".gen.h5.") and name.endswith(".tmp") for name in leftovers(tmp_path))
