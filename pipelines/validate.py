@@ -185,8 +185,10 @@ def run(args: argparse.Namespace) -> int:
     report = validate.fidelity_report(real_test, fake, fs, real_train=real_train, fault_freqs=fcs,
                                       c2st=not args.no_c2st, seed=args.seed, meta=meta)
     elapsed = time.perf_counter() - t0
+    names = (("held-out real (last part)", "training real (first part)") if args.real_vs_real
+             else ("real (held-out)", "generated"))
     out = validate.write_report(report, args.out, plots=False if args.no_plots else None, real=real_test,
-                                fake=fake, fault_freqs=fcs, units=units, seed=args.seed)
+                                fake=fake, fault_freqs=fcs, units=units, seed=args.seed, names=names)
     print(report.summary_markdown())
     print(f"scored {sum(len(v) for v in fake.values())} segments in {elapsed:.1f} s; report: "
           f"{(Path(out) / 'report.html').resolve()}")
