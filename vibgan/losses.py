@@ -89,13 +89,15 @@ def welch_psd(x: torch.Tensor, fs: float, nperseg: int = 256, noverlap: int = 12
     return spec
 
 
-def class_log_psd(x: torch.Tensor, y: torch.Tensor, n_classes: int, fs: float) -> tuple[torch.Tensor, torch.Tensor]:
+def class_log_psd(x: torch.Tensor, y: torch.Tensor, n_classes: int, fs: float,
+                  nperseg: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class mean PSD in dB (averaged in linear power over segments and channels).
 
     x: (B, C, T), y: (B,) -> (log_psd (K, F) in dB, present (K,) bool). Classes absent from the batch
     have present False and a zero row.
     """
-    p = welch_psd(x, fs).mean(dim=1)  # (B, F)
+    nperseg = min(nperseg, x.shape[-1])
+    p = welch_psd(x, fs, nperseg, nperseg // 2).mean(dim=1)  # (B, F)
     onehot = F.one_hot(y, n_classes).float()  # (B, K)
     counts = onehot.sum(dim=0)  # (K,)
     mean = onehot.t() @ p / counts.clamp(min=1).unsqueeze(-1)  # (K, F)

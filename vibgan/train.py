@@ -22,7 +22,7 @@ import torch
 
 from vibgan import losses
 from vibgan.config import Config, to_dict
-from vibgan.data import Normalizer, Recording, split_by_time
+from vibgan.data import Recording
 from vibgan.errors import ConfigError, DataError, TrainingError
 from vibgan.networks import TrainedGenerator, build_models, count_parameters
 from vibgan.spectral import IN_BAND
@@ -49,10 +49,10 @@ class TrainData:
     lengths: torch.Tensor  # (R,) int64 samples in each training part
     rec_class: torch.Tensor  # (R,) int64
     rec_cond: torch.Tensor  # (R, 2) float32 [rpm, load_hp]
-    normalizer: Normalizer | None
+    normalizer: Normalizer | None  # noqa: F821 (vibgan.data.Normalizer)
     train_parts: list[Recording] = field(default_factory=list)  # physical units
-    val_parts: list[Recording] = field(default_factory=list)
-    test_parts: list[Recording] = field(default_factory=list)
+    val_parts: list[Recording | None] = field(default_factory=list)  # None where the fraction is 0
+    test_parts: list[Recording | None] = field(default_factory=list)
     geometry: str = "6205"
     units: str = "g"
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +71,8 @@ class TrainData:
                         val_fraction: float = 0.0, classes: list[str] | None = None, normalize: bool = True,
                         geometry: str = "6205") -> TrainData:
         """Split each recording by time, fit the per-class normaliser on the training parts only, pack tensors."""
+        from vibgan.data import Normalizer, split_by_time
+
         if not recordings:
             raise DataError("training data: no recordings were found")
         fs = {r.fs for r in recordings}
@@ -122,11 +124,14 @@ class TrainData:
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """n random training segments, classes balanced: x (n, C, T), y (n,), cond (n, 2)."""
         dev = self.signals.device
-        y = torch.randint(0, len(self.classes), (n,), generator=generator, device=dev)
-        # a random recording of each drawn class: rank uniform among that class's recordings
-        onehot = (self.rec_class.unsqueeze(0) == y.unsqueeze(1))  # (n, R)
-        u = torch.rand(n, self.rec_class.numel(), generator=generator, device=dev)
-        rec = torch.where(onehot, u, torch.full_like(u, -1.0)).argmax(dim=1)  # (n,)
+        k = len(self.classes)
+        y = torch.randint(0, k, (n,), generator=generator, device=dev)
+        # a random recording of each drawn class: recordings sorted by class, uniform within the class's run
+        order = torch.argsort(self.rec_class, stable=True)  # (R,)
+        count = torch.bincount(self.rec_class, minlength=k)  # (K,)
+        first = torch.cumsum(count, 0) - count  # (K,)
+        u = torch.rand(n, generator=generator, device=dev)
+        rec = order[first[y] + (u * count[y]).long().clamp(max=count[y] - 1)]  # (n,)
         span = (self.lengths[rec] - self.length + 1).float()
         start = (torch.rand(n, generator=generator, device=dev) * span).long()  # (n,)
         idx = start.unsqueeze(1) + torch.arange(self.length, device=dev)  # (n, T)
@@ -352,7 +357,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
     lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, **t_cfg.lambdas}
     real_db, real_logk = data.class_statistics(seed=t_cfg.seed + 7)
-    freqs = torch.fft.rfftfreq(256, 1.0 / data.fs).to(device)
+    freqs = torch.fft.rfftfreq(min(256, T), 1.0 / data.fs).to(device)
     band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
     eval_gen_seed = t_cfg.seed + 12345
 
@@ -615,3 +620,37 @@ def count_steps_per_second(history: dict[str, list[float]]) -> float:
     if len(history.get("wall_s", [])) < 2:
         return math.nan
     return (history["eval_step"][-1] - history["eval_step"][0]) / (history["wall_s"][-1] - history["wall_s"][0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Final fidelity: generated versus held-out real segments, per class (and speed)
+# --------------------------------------------------------------------------------------------------
+def fidelity_sets(trained: TrainedGenerator, data: TrainData, n_fake: int, seed: int = 0
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float | None]]:
+    """Real held-out, real training and generated segments grouped per class (per class and speed when a
+    class was recorded at several speeds), plus each group's characteristic fault frequency in Hz.
+
+    Returns (real_test, real_train, fake, fault_freqs), each dict keyed by group name.
+    """
+    from vibgan.bearing import FAULTS, characteristic_frequency
+    from vibgan.data import windows
+
+    T = data.length
+    multi = {lab: len(c) > 1 for lab, c in data.conditions.items()}
+    test, train_w, fake, fcs = {}, {}, {}, {}
+    usable = lambda ps: any(p is not None and p.samples >= T for p in ps)  # noqa: E731
+    parts = data.test_parts if usable(data.test_parts) else data.val_parts
+    for i, (tr, te) in enumerate(zip(data.train_parts, parts)):
+        rpm = float(tr.meta.get("rpm") or 0.0)
+        load = float(tr.meta.get("load_hp") or 0.0)
+        group = f"{tr.label}@{rpm:g}rpm" if multi.get(tr.label) else tr.label
+        if te is None or te.samples < T:
+            continue
+        test.setdefault(group, []).append(windows(te, T, T))
+        train_w.setdefault(group, []).append(windows(tr, T, T))
+        fault = tr.meta.get("fault")
+        fcs[group] = characteristic_frequency(fault, rpm, data.geometry) if fault in FAULTS and rpm > 0 else None
+        if group not in fake:
+            fake[group] = trained.sample(tr.label, n_fake, rpm=rpm, load_hp=load, seed=seed + i)
+    cat = lambda d: {k: np.concatenate(v, axis=0) for k, v in d.items()}  # noqa: E731
+    return cat(test), cat(train_w), fake, fcs

@@ -1,0 +1,87 @@
+"""Config loading: TOML files, --set overrides, clear errors before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vibgan.config import apply_overrides, flatten, load_config, to_dict
+from vibgan.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["default.toml", "cwru.toml", "sinusoid.toml"])
+def test_shipped_configs_load(name):
+    cfg = load_config(CONFIGS / name)
+    assert cfg.train.steps > 0
+
+
+def test_sinusoid_config_is_the_seed_gan():
+    cfg = load_config(CONFIGS / "sinusoid.toml")
+    m = cfg.model
+    assert (m.kind, m.noise_dim, m.noise, m.hidden, m.out_activation) == ("mlp", 64, "uniform", [256, 64], "tanh")
+    assert (m.d_hidden, m.d_dropout, cfg.train.batch_size, cfg.data.n_sinusoids) == ([64], 0.4, 128, 8192)
+
+
+def test_overrides_are_typed_toml_values():
+    cfg = load_config(CONFIGS / "default.toml", ["train.steps=7", "train.lr_g=1e-4", "data.simulate.rpms=[1000, 1200]",
+                                                 "train.progress=false", "train.loss=minimax", "out=somewhere"])
+    assert cfg.train.steps == 7 and cfg.train.lr_g == pytest.approx(1e-4)
+    assert cfg.data.simulate.rpms == [1000.0, 1200.0] and cfg.train.progress is False
+    assert cfg.train.loss == "minimax" and cfg.out == "somewhere"
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.stepz=3", ["stepz", "unknown"]),
+    ("train.steps=many", ["train.steps", "integer"]),
+    ("train.steps=1.5", ["train.steps", "integer"]),
+    ("train.lr_g=true", ["train.lr_g", "number"]),
+    ("train.loss=wasserstein", ["train.loss", "hinge"]),
+    ("data.source=ftp", ["data.source"]),
+    ("data.segment_length=1000", ["segment_length", "multiple"]),
+    ("model.widths=[8, 8]", ["model.widths"]),
+    ("train.precision=fp8", ["train.precision"]),
+    ("train.lambdas.beauty=1.0", ["train.lambdas"]),
+    ("steps", ["key=value"]),
+])
+def test_bad_values_name_the_field(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(CONFIGS / "default.toml", [override])
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nsteps = 3", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    typed = tmp_path / "typed.toml"
+    typed.write_text("[train]\nsteps = 'x'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=str(typed)):
+        load_config(typed)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError):
+        load_config(binary)
+
+
+def test_config_is_data_not_code(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.toml"
+    evil.write_text(f'out = "__import__(\'os\').system(\'touch {marker}\')"\n', encoding="utf-8")
+    cfg = load_config(evil)
+    assert cfg.out.startswith("__import__") and not marker.exists()
+    cfg = load_config(None, [f"out=__import__('os').system('touch {marker}')"])
+    assert not marker.exists()
+
+
+def test_flatten_and_roundtrip():
+    cfg = load_config(CONFIGS / "default.toml")
+    flat = flatten(to_dict(cfg))
+    assert flat["train.steps"] == cfg.train.steps and flat["data.simulate.seed"] == cfg.data.simulate.seed
+    assert apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c='x'"]) == {"a": {"b": 2, "c": "x"}}
