@@ -187,8 +187,9 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     names = (("held-out real (last part)", "training real (first part)") if args.real_vs_real
              else ("real (held-out)", "generated"))
+    title = "vibgan real-vs-real sanity check" if args.real_vs_real else "vibgan fidelity report"
     out = validate.write_report(report, args.out, plots=False if args.no_plots else None, real=real_test,
-                                fake=fake, fault_freqs=fcs, units=units, seed=args.seed, names=names)
+                                fake=fake, fault_freqs=fcs, units=units, seed=args.seed, names=names, title=title)
     print(report.summary_markdown())
     print(f"scored {sum(len(v) for v in fake.values())} segments in {elapsed:.1f} s; report: "
           f"{(Path(out) / 'report.html').resolve()}")

@@ -265,3 +265,16 @@ def test_cli_scores_a_generated_file_and_rejects_a_mismatched_one(cwru_sets, cwr
     rc = cli.main(["--real", str(cwru_dir), "--fake", str(odd), "--out", str(tmp_path / "odd"), "--no-c2st"])
     err = capsys.readouterr().err
     assert rc == 2 and "IR_99" in err and err.count("\n") == 1
+
+
+def test_cli_real_vs_real_and_bad_model(cwru_dir, tmp_path, capsys):
+    import validate as cli  # pipelines/validate.py
+
+    rc = cli.main(["--real", str(cwru_dir), "--real-vs-real", "--out", str(tmp_path / "rvr"), "--no-c2st",
+                   "--no-plots", "--classes", "IR_7", "OR@6_14", "--strict"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "| OR@6_14 |" in out and "PASS" in out
+    assert "real-vs-real" in (tmp_path / "rvr" / "summary.md").read_text()
+    rc = cli.main(["--real", str(cwru_dir), "--model", str(tmp_path / "no-such-model"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and err.count("\n") == 1

@@ -6,7 +6,11 @@ computes in float64 and takes the sampling rate ``fs`` in Hz where time or frequ
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import scipy.fft as sp_fft
 from scipy import signal as sps
 
 from vibgan.errors import VibganError
@@ -19,6 +23,8 @@ ENVELOPE_NFFT = 65536
 ENVELOPE_TOLERANCE = 0.03
 ENVELOPE_RATIO = 3.0
 ENVELOPE_BASELINE = (5.0, 500.0)
+#: Threads for block-wise maths on many segments (FFTs and filters release the GIL); results do not depend on it.
+WORKERS = max(1, min(4, int(os.environ.get("VIBGAN_SPECTRAL_WORKERS", os.cpu_count() or 1))))
 
 
 def _as_float(x: np.ndarray, name: str = "x") -> np.ndarray:
@@ -40,8 +46,18 @@ def _blockwise(fn, x: np.ndarray, out_len: int, *, block_samples: int = 1 << 22)
     rows = x.reshape(-1, x.shape[-1])
     step = max(1, block_samples // max(1, rows.shape[1]))
     out = np.empty((rows.shape[0], out_len), dtype=np.float64)
-    for i in range(0, rows.shape[0], step):
+    starts = range(0, rows.shape[0], step)
+
+    def run(i: int) -> None:
         out[i:i + step] = fn(rows[i:i + step])
+
+    if WORKERS > 1 and len(starts) > 1:
+        # each block writes its own rows: the result is the same whatever the thread count
+        with ThreadPoolExecutor(min(WORKERS, len(starts))) as pool:
+            list(pool.map(run, starts))
+    else:
+        for i in starts:
+            run(i)
     return out.reshape(*lead, out_len)
 
 
@@ -141,7 +157,16 @@ def bandpass(x: np.ndarray, fs: float, low: float, high: float, *, order: int = 
 def squared_envelope(x: np.ndarray, fs: float, band: tuple[float, float] | None = ENVELOPE_BAND) -> np.ndarray:
     """Squared envelope |hilbert(y)|^2 minus its mean, y the band-passed signal (band=None: no band-pass)."""
     y = _as_float(x) if band is None else bandpass(x, fs, *band)
-    env = np.abs(sps.hilbert(y, axis=-1)) ** 2
+    # analytic signal as scipy.signal.hilbert builds it (one-sided spectrum doubled), from a real FFT
+    n = y.shape[-1]
+    h = np.zeros(n // 2 + 1)
+    h[0] = 1.0
+    h[1:(n + 1) // 2] = 2.0
+    if n % 2 == 0:
+        h[n // 2] = 1.0
+    spec = np.zeros(y.shape[:-1] + (n,), dtype=np.complex128)
+    spec[..., : n // 2 + 1] = sp_fft.rfft(y, axis=-1) * h
+    env = np.abs(sp_fft.ifft(spec, axis=-1, overwrite_x=True)) ** 2
     return env - env.mean(axis=-1, keepdims=True)
 
 
@@ -212,13 +237,16 @@ def indicators(x: np.ndarray) -> dict[str, np.ndarray]:
 
     def one(block: np.ndarray) -> np.ndarray:
         b = _as_float(block)
-        d = b - b.mean(axis=-1, keepdims=True)
-        var = np.mean(d**2, axis=-1)
+        mean = b.mean(axis=-1)
+        d = b - mean[:, None]
+        d2 = d * d  # products instead of powers: several times faster on 10,000 segments
+        var = d2.mean(axis=-1)
         safe = np.where(var > 0, var, np.nan)
-        rms = np.sqrt(np.mean(b**2, axis=-1))
-        peak = np.max(np.abs(b), axis=-1)
-        return np.stack([rms, peak, peak / np.where(rms > 0, rms, np.nan),
-                         np.mean(d**4, axis=-1) / safe**2, np.mean(d**3, axis=-1) / safe**1.5], axis=-1)
+        rms = np.sqrt(var + mean * mean)
+        peak = np.maximum(b.max(axis=-1), -b.min(axis=-1))
+        m3 = np.einsum("ij,ij->i", d2, d) / b.shape[-1]
+        m4 = np.einsum("ij,ij->i", d2, d2) / b.shape[-1]
+        return np.stack([rms, peak, peak / np.where(rms > 0, rms, np.nan), m4 / safe**2, m3 / safe**1.5], axis=-1)
 
     out = _blockwise(one, x, len(names))
     return {name: out[..., i] for i, name in enumerate(names)}

@@ -985,7 +985,7 @@ def write_report(report: FidelityReport, out_dir: str | Path,
                  plots: Mapping[str, str | Path] | Sequence[str | Path] | bool | None = None, *,
                  real: Sets | None = None, fake: Sets | None = None,
                  fault_freqs: Mapping[str, float | None] | None = None, units: str = "g", seed: int = 0,
-                 names: tuple[str, str] = _NAMES) -> Path:
+                 names: tuple[str, str] = _NAMES, title: str = "vibgan fidelity report") -> Path:
     """Write ``report.json``, ``summary.md`` and a self-contained ``report.html`` into ``out_dir``; returns out_dir.
 
     ``plots``: name -> PNG path (as make_plots returns) or a list of PNG paths to embed; None (or True) with
@@ -1000,8 +1000,8 @@ def write_report(report: FidelityReport, out_dir: str | Path,
         elif plots is None or isinstance(plots, bool):
             plots = None
         report.to_json(out / "report.json")
-        (out / "summary.md").write_text("# vibgan fidelity summary\n\n" + report.summary_markdown(), encoding="utf-8")
-        (out / "report.html").write_text(report_html(report, plots), encoding="utf-8")
+        (out / "summary.md").write_text(f"# {title}\n\n" + report.summary_markdown(), encoding="utf-8")
+        (out / "report.html").write_text(report_html(report, plots, title=title), encoding="utf-8")
     except OSError as err:
         raise VibganError(f"{out}: cannot write the report ({err.strerror or err})") from None
     return out
