@@ -152,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
     if abs(recs[0].fs - fs) > 1e-6 * fs:
         raise DataError(f"{args.fake or args.model}: fs = {fs:g} Hz but the real recordings are sampled at "
                         f"{recs[0].fs:g} Hz")
+    real_units = {str(r.meta.get("units") or "unknown") for r in recs}
+    if units != "unknown" and real_units - {"unknown"} and units not in real_units:
+        raise DataError(f"{args.fake or args.model}: units {units!r} but the real recordings are in "
+                        f"{sorted(real_units)}; convert one of them first")
     if recs[0].channels != n_ch:
         raise DataError(f"{args.fake or args.model}: {n_ch} channel(s) but the real recordings have "
                         f"{recs[0].channels}; pick real channels with --channels")
@@ -214,7 +218,7 @@ def benchmark(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from vibgan import validate
+    from vibgan import spectral, validate
 
     T, fs = 4096, 12000.0
     rng = np.random.default_rng(args.seed)
@@ -244,9 +248,17 @@ def benchmark(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     acc = validate.c2st_accuracy(real, fake, seed=args.seed)
     t2 = time.perf_counter()
+    parts = {}
+    for name, fn in (("psd", lambda: spectral.psd(fake, fs)), ("indicators", lambda: spectral.indicators(fake)),
+                     ("envelope hits", lambda: spectral.envelope_hits(fake, fs, fcs[label]))):
+        t = time.perf_counter()
+        fn()
+        parts[name] = time.perf_counter() - t
     print(report.summary_markdown())
     print(f"fidelity_report (c2st off): {t1 - t0:.2f} s for {len(fake)} segments "
           f"({(t1 - t0) / len(fake) * 1e4:.2f} s per 10,000); c2st alone: {t2 - t1:.2f} s (accuracy {acc:.2f})")
+    print("  of which, measured again alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+          + f"; spectral.WORKERS = {spectral.WORKERS}; load average {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -148,7 +148,7 @@ class FidelityReport:
                 f"| {label} | {c.n_real}/{c.n_fake} | {c.lsd_db:.2f} ({c.lsd_limit_db:.2f}){mark(ck['lsd'])} | "
                 f"{_fmt(c.floor_db)} | {c.nearest_class}{mark(ck['nearest_class'])} | {hit} | "
                 f"{c.kurtosis_median:.2f} / {c.kurtosis_median_real:.2f}{mark(ck['kurtosis'])} | "
-                f"{c.spread_ratio:.2f}{mark(ck['spread'])} | {_fmt(c.c2st_accuracy)} | {_fmt(c.mmd_pvalue)} | "
+                f"{_fmt(c.spread_ratio)}{mark(ck['spread'])} | {_fmt(c.c2st_accuracy)} | {_fmt(c.mmd_pvalue)} | "
                 f"{'pass' if c.passes else 'FAIL: ' + ', '.join(failed)} |")
         verdict = "PASS" if self.passed else "FAIL"
         n_pass = sum(c.passes for c in self.classes.values())
@@ -520,7 +520,7 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
             "envelope": (bool(hit >= cfg.hit_rate) if hit is not None and hit_real is not None
                          and hit_real >= cfg.hit_rate else None),
             "kurtosis": bool(abs(k_f - k_r) <= cfg.kurtosis_rel * abs(k_r)),
-            "spread": bool(lo <= ratio <= hi),
+            "spread": bool(lo <= ratio <= hi) if np.isfinite(ratio) else None,  # one real segment: no spread
         }
         classes[lab] = ClassFidelity(
             label=lab, n_real=rf.n, n_fake=ff.n, lsd_db=lsd, floor_db=floor, lsd_limit_db=float(limit),
@@ -940,7 +940,7 @@ def report_html(report: FidelityReport, plots: Mapping[str, str | Path] | Sequen
             + cell(f"{c.nearest_class} ({c.nearest_lsd_db:.2f} dB)", ck["nearest_class"])
             + cell(hit, ck["envelope"])
             + cell(f"{c.kurtosis_median:.2f} / {c.kurtosis_median_real:.2f}", ck["kurtosis"])
-            + cell(f"{c.spread_ratio:.2f} ({c.spread_limits[0]:.2f}-{c.spread_limits[1]:.2f})", ck["spread"])
+            + cell(f"{_fmt(c.spread_ratio)} ({c.spread_limits[0]:.2f}-{c.spread_limits[1]:.2f})", ck["spread"])
             + f"<td>{e(_fmt(c.c2st_accuracy))}</td><td>{e(_fmt(c.mmd_pvalue, 3))}</td>"
             + f'<td class="{"ok" if c.passes else "bad"}">{"pass" if c.passes else "FAIL"}</td></tr>')
     expl = "".join(f"<dt>{e(k)}</dt><dd>{e(v.format(**fmt_t))}</dd>" for k, v in _EXPLANATIONS)
