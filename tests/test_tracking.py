@@ -242,7 +242,7 @@ def test_load_candidate_matches_the_directory_exactly(run, store):
 
 def test_load_by_version_runs_uri_local_dirs_and_env(run, store, monkeypatch):
     want = run.result.generator.sample("outer", 2, seed=5)
-    uris = [f"models:/{NAME}/1", f"runs:/{run.run_id}/model", str(run.result.generator_dir),
+    uris = [f"models:/{NAME}/1", f"models:/{NAME}/latest", f"runs:/{run.run_id}/model", str(run.result.generator_dir),
             str(run.result.out_dir / "mlflow_model"), (run.result.out_dir / "mlflow_model").as_uri()]
     for uri in uris:
         g = tracking.load_generator(uri, tracking_uri=store.uri)

@@ -683,13 +683,14 @@ def _request_error(message: str) -> Exception:
 
     try:
         from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
     except ImportError:  # pragma: no cover
         return VibganError(message)
 
     class RequestError(VibganError, MlflowException):
         pass
 
-    return RequestError(message, error_code="INVALID_PARAMETER_VALUE")
+    return RequestError(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class GeneratorModel:
@@ -1065,12 +1066,13 @@ def _resolve_models_uri(uri: str, tracking_uri: str) -> tuple[dict[str, Any], st
     and where its files are. Resolved here with an explicit client: MLflow's own ``models:/`` download path
     consults the process-wide registry URI, not the one it is given."""
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
     from mlflow.tracking import MlflowClient
 
     m = re.match(r"^models:/([^/@]+)(?:@([^/]+)|/([^/]+))/?$", uri)
     if not m:
         raise MlflowException(f"expected models:/NAME/VERSION or models:/NAME@ALIAS, got {uri!r}",
-                              error_code="INVALID_PARAMETER_VALUE")
+                              error_code=INVALID_PARAMETER_VALUE)
     name, alias, ver = m.groups()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if alias:
@@ -1079,7 +1081,7 @@ def _resolve_models_uri(uri: str, tracking_uri: str) -> tuple[dict[str, Any], st
         versions = client.search_model_versions(f"name = '{name}'")
         if not versions:
             raise MlflowException(f"Registered Model with name={name} has no versions",
-                                  error_code="RESOURCE_DOES_NOT_EXIST")
+                                  error_code=RESOURCE_DOES_NOT_EXIST)
         mv = max(versions, key=lambda v: int(v.version))
     else:
         mv = client.get_model_version(name, ver)
