@@ -64,12 +64,14 @@ class ModelConfig:
     d_hidden: list[int] = field(default_factory=lambda: [64])  # mlp discriminator hidden widths
     d_dropout: float = 0.4  # mlp discriminator dropout
     upsample: list[int] = field(default_factory=lambda: [4, 4, 4])  # conv1d noise upsampling factors
-    widths: list[int] = field(default_factory=lambda: [128, 96, 64, 24])  # conv1d channels per rate, coarse to full
-    res_blocks: list[int] = field(default_factory=lambda: [0, 1, 3, 2])  # dilated residual blocks per rate
-    kernel: int = 9
+    widths: list[int] = field(default_factory=lambda: [96, 64, 48, 16])  # conv1d channels per rate, coarse to full
+    res_blocks: list[int] = field(default_factory=lambda: [0, 1, 2, 1])  # dilated residual blocks per rate
+    kernel: int = 7
     embed_dim: int = 16  # class embedding size
     phase_inputs: bool = True  # feed the generator phase signals at the bearing's characteristic frequencies
-    d_channels: int = 32
+    equalizer: bool = True  # per-class learned output filter (source-filter generator)
+    eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
+    d_channels: int = 16
     d_scales: int = 2  # multi-scale discriminators (HiFi-GAN style): the signal, then 2x average-pooled, ...
     spectral_norm: bool = True
 
@@ -85,6 +87,7 @@ class TrainConfig:
     g_steps: int = 1  # l: generator steps per iteration
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    lr_eq: float = 1e-2  # the equalizer's log-gains: large steps, they are few and well conditioned
     betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
     gp_weight: float = 10.0
     ema_decay: float = 0.99

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-from vibgan.bearing import fault_frequencies, geometry as _geometry
+from vibgan.bearing import fault_frequencies
 from vibgan.config import ModelConfig
 from vibgan.errors import ConfigError
 
@@ -129,6 +129,34 @@ class ResBlock(nn.Module):
         return h + self.conv2(F.leaky_relu(r, 0.2))
 
 
+class ClassEqualizer(nn.Module):
+    """A learned zero-phase filter per class: the 'filter' of a source-filter generator.
+
+    The network upstream makes the source (impacts, modulation, noise); this layer shapes its spectrum
+    with per-class log-gains at ``n_fft // 2 + 1`` frequencies, turned into a Hann-windowed symmetric
+    FIR of ``n_fft + 1`` taps. Like the transfer path from a bearing to the accelerometer, it is linear,
+    and because its parameters are few and act directly on the spectrum it can take large steps.
+    """
+
+    def __init__(self, n_classes: int, n_fft: int = 256) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.log_gain = nn.Parameter(torch.zeros(n_classes, n_fft // 2 + 1))
+        self.register_buffer("window", torch.hann_window(n_fft + 1, periodic=False), persistent=False)
+
+    def kernels(self, y: torch.Tensor) -> torch.Tensor:
+        """FIR kernels (B, n_fft + 1) of the classes y."""
+        h = torch.fft.irfft(torch.exp(self.log_gain[y].float()), n=self.n_fft)  # (B, n_fft), zero-phase, circular
+        half = self.n_fft // 2
+        return torch.cat([h[:, -half:], h[:, : half + 1]], dim=1) * self.window  # (B, n_fft + 1), symmetric
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, c, t = x.shape
+        k = self.kernels(y).to(x.dtype).repeat_interleave(c, dim=0).unsqueeze(1)  # (B*C, 1, n_fft + 1)
+        out = F.conv1d(x.reshape(1, b * c, t), k, padding=self.n_fft // 2, groups=b * c)
+        return out.view(b, c, t)
+
+
 class ConvGenerator(nn.Module):
     """Fully convolutional conditional generator for long vibration signals.
 
@@ -170,6 +198,7 @@ class ConvGenerator(nn.Module):
                 ResBlock(width, k, 3 ** (i % 4), embed) for i in range(cfg.res_blocks[level])
             ))
         self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
+        self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
 
     def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,
                       device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -207,7 +236,8 @@ class ConvGenerator(nn.Module):
                 h = h + self.phase_proj[level](ph)
             for block in blocks:
                 h = block(h, e)
-        return self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
+        x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
+        return self.eq(x, y) if self.eq is not None else x
 
 
 class ScaleDiscriminator(nn.Module):

@@ -57,6 +57,18 @@ class TrainData:
     units: str = "g"
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # groups: the distinct (class, rpm, load) of the recordings; spectra are matched per group, so a
+        # class recorded at two speeds keeps two spectra instead of one average
+        keys = [(int(k), *c) for k, c in zip(self.rec_class.tolist(), self.rec_cond.tolist())]
+        uniq = sorted(set(keys))
+        self.rec_group = torch.tensor([uniq.index(k) for k in keys], dtype=torch.long, device=self.rec_class.device)
+        self.group_class = torch.tensor([u[0] for u in uniq], dtype=torch.long, device=self.rec_class.device)
+        self.group_cond = torch.tensor([u[1:] for u in uniq], dtype=torch.float32, device=self.rec_class.device)
+        per_class = {k: sum(u[0] == k for u in uniq) for k, *_ in uniq}
+        self.group_names = [self.classes[k] if per_class[k] == 1 else f"{self.classes[k]}@{rpm:g}rpm"
+                            for k, rpm, _ in uniq]
+
     @property
     def conditions(self) -> dict[str, list[list[float]]]:
         """label -> the distinct [rpm, load_hp] pairs seen in training."""
@@ -121,8 +133,8 @@ class TrainData:
         return dataclass_replace(self, signals=self.signals.to(device), lengths=self.lengths.to(device),
                                  rec_class=self.rec_class.to(device), rec_cond=self.rec_cond.to(device))
 
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """n random training segments, classes balanced: x (n, C, T), y (n,), cond (n, 2)."""
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n random training segments, classes balanced: x (n, C, T), y (n,), cond (n, 2), group (n,)."""
         dev = self.signals.device
         k = len(self.classes)
         y = torch.randint(0, k, (n,), generator=generator, device=dev)
@@ -136,16 +148,16 @@ class TrainData:
         start = (torch.rand(n, generator=generator, device=dev) * span).long()  # (n,)
         idx = start.unsqueeze(1) + torch.arange(self.length, device=dev)  # (n, T)
         x = self.signals[rec.unsqueeze(1), idx]  # (n, T, C)
-        return x.transpose(1, 2).contiguous(), y, self.rec_cond[rec]
+        return x.transpose(1, 2).contiguous(), y, self.rec_cond[rec], self.rec_group[rec]
 
-    def class_statistics(self, n_per_class: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Real per-class mean log-PSD (K, F) in dB and log median kurtosis (K,), in normalised units."""
+    def group_statistics(self, n_per_group: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real per-group mean log-PSD (G, F) in dB and log median kurtosis (G,), in normalised units."""
         gen = torch.Generator(device=self.signals.device).manual_seed(seed)
-        k = len(self.classes)
-        x, y, _ = self.sample(n_per_class * k, gen)
-        db, _ = losses.class_log_psd(x, y, k, self.fs)
+        n_groups = len(self.group_names)
+        x, _, _, g = self.sample(2 * n_per_group * n_groups, gen)
+        db, _ = losses.class_log_psd(x, g, n_groups, self.fs, nperseg=min(256, self.length))
         kurt = losses.kurtosis(x).mean(dim=1)
-        med = torch.stack([kurt[y == i].median() if (y == i).any() else kurt.new_tensor(3.0) for i in range(k)])
+        med = torch.stack([kurt[g == i].median() if (g == i).any() else kurt.new_tensor(3.0) for i in range(n_groups)])
         return db, torch.log(med)
 
 
@@ -334,7 +346,12 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     G, D = build_models(cfg.model, n_classes=k_classes, channels=n_ch, length=T, fs=data.fs, geometry=data.geometry)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=t_cfg.lr_g, betas=tuple(t_cfg.betas))
+    eq_params = list(G.eq.parameters()) if getattr(G, "eq", None) is not None else []
+    eq_ids = {id(p) for p in eq_params}
+    groups = [{"params": [p for p in G.parameters() if id(p) not in eq_ids], "lr": t_cfg.lr_g}]
+    if eq_params:
+        groups.append({"params": eq_params, "lr": t_cfg.lr_eq})
+    opt_g = torch.optim.Adam(groups, lr=t_cfg.lr_g, betas=tuple(t_cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=t_cfg.lr_d, betas=tuple(t_cfg.betas))
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
     gen = torch.Generator(device=device).manual_seed(t_cfg.seed)
@@ -356,7 +373,8 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
 
     d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
     lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, **t_cfg.lambdas}
-    real_db, real_logk = data.class_statistics(seed=t_cfg.seed + 7)
+    real_db, real_logk = data.group_statistics(seed=t_cfg.seed + 7)  # (G, F) dB, (G,)
+    n_groups = len(data.group_names)
     freqs = torch.fft.rfftfreq(min(256, T), 1.0 / data.fs).to(device)
     band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
     eval_gen_seed = t_cfg.seed + 12345
@@ -412,17 +430,17 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     while state.step < t_cfg.steps:
         # ---- k discriminator steps on m real and m generated segments
         for _ in range(t_cfg.d_steps):
-            x_real, y, c = data.sample(B, state.gen)  # (B, C, T), (B,), (B, 2)
+            x_real, y, c, _ = data.sample(B, state.gen)  # (B, C, T), (B,), (B, 2)
             with torch.no_grad(), autocast():
                 x_fake = G(G.sample_latent(B, T, state.gen, device), y, c)  # (B, C, T)
             loss_d = d_loss_fn(critic(x_real, y, c), critic(x_fake.float(), y, c))
             if t_cfg.loss == "wgan-gp":
                 loss_d = loss_d + t_cfg.gp_weight * losses.gradient_penalty(
-                    lambda xh: critic(xh, y, c), x_real, x_fake.float(), state.gen)
+                    lambda xh, y=y, c=c: critic(xh, y, c), x_real, x_fake.float(), state.gen)
             ok_d = apply(loss_d, opt_d, D.parameters())
         # ---- l generator steps
         for _ in range(t_cfg.g_steps):
-            _, y, c = data.sample(B, state.gen)
+            _, y, c, grp = data.sample(B, state.gen)
             with autocast():
                 x_fake = G(G.sample_latent(B, T, state.gen, device), y, c)
             x_fake = x_fake.float()  # spectral maths in float32, never half
@@ -430,11 +448,11 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             loss_g = lam["adv"] * loss_adv
             loss_spec = loss_k = torch.zeros((), device=device)
             if lam["spectral"]:
-                fake_db, present = losses.class_log_psd(x_fake, y, k_classes, data.fs)
+                fake_db, present = losses.class_log_psd(x_fake, grp, n_groups, data.fs, nperseg=min(256, T))
                 loss_spec = losses.spectral_loss(fake_db, real_db, present, band)
                 loss_g = loss_g + lam["spectral"] * loss_spec
             if lam["kurtosis"]:
-                loss_k = losses.kurtosis_loss(x_fake, y, real_logk, k_classes)
+                loss_k = losses.kurtosis_loss(x_fake, grp, real_logk, n_groups)
                 loss_g = loss_g + lam["kurtosis"] * loss_k
             ok_g = apply(loss_g, opt_g, G.parameters())
 
@@ -504,18 +522,17 @@ def generator_meta(cfg: Config, data: TrainData) -> dict:
 
 @torch.no_grad()
 def evaluate_lsd(G: torch.nn.Module, data: TrainData, real_db: torch.Tensor, band: torch.Tensor, seed: int,
-                 n_per_class: int = 32) -> dict[str, float]:
-    """In-band log-spectral distance (dB) per class between fixed-noise samples and the real training PSD."""
+                 n_per_group: int = 32) -> dict[str, float]:
+    """In-band log-spectral distance (dB) per group between fixed-noise samples and the real training PSD."""
     device = data.signals.device
     gen = torch.Generator(device=device).manual_seed(seed)
-    k = len(data.classes)
-    y = torch.arange(k, device=device).repeat_interleave(n_per_class)
-    conds = data.conditions
-    c = torch.tensor([conds[data.classes[i]][0] for i in y.tolist()], dtype=torch.float32, device=device)
-    x = G(G.sample_latent(len(y), data.length, gen, device), y, c).float()
-    fake_db, _ = losses.class_log_psd(x, y, k, data.fs)
+    n_groups = len(data.group_names)
+    g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
+    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    x = G(G.sample_latent(len(g), data.length, gen, device), y, c).float()
+    fake_db, _ = losses.class_log_psd(x, g, n_groups, data.fs, nperseg=min(256, data.length))
     d = torch.sqrt(((fake_db - real_db)[:, band] ** 2).mean(dim=1))
-    return {data.classes[i]: float(d[i]) for i in range(k)}
+    return {data.group_names[i]: float(d[i]) for i in range(n_groups)}
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -545,7 +562,7 @@ def plot_samples(G: torch.nn.Module, data: TrainData, path: Path, seed: int, ste
     conds = data.conditions
     c = torch.tensor([conds[data.classes[i]][0] for i in y.tolist()], dtype=torch.float32, device=device)
     fake = G(G.sample_latent(len(y), data.length, gen, device), y, c).float()
-    real, yr, _ = data.sample(n * k * 4, torch.Generator(device=device).manual_seed(seed + 1))
+    real, yr, _, _ = data.sample(n * k * 4, torch.Generator(device=device).manual_seed(seed + 1))
     if data.normalizer is not None:
         fake = data.normalizer.inverse(fake, y.tolist())
         real = data.normalizer.inverse(real, yr.tolist())
