@@ -124,7 +124,10 @@ def test_run_logs_config_tags_metrics_and_artifacts(run, client, store):
     assert [m.step for m in hist] == [2, 4]
     assert [m.value for m in hist] == pytest.approx(run.result.history["lsd_db_max"], rel=1e-9)
     assert [m.step for m in client.get_metric_history(run.run_id, "loss/d")] == [4]
-    assert {f"fid/lsd_db/{c}" for c in run.result.generator.classes} <= set(r.data.metrics)
+    keys = set(r.data.metrics)
+    assert {tracking.metric_name(f"fid/lsd_db/{k}") for k in run.result.lsd_db} <= keys  # e.g. inner@1500rpm
+    assert all(any(k.startswith(f"fid/lsd_db/{c}") for k in keys) for c in run.result.generator.classes)
+    assert not any("@" in k for k in keys)
     arts = artifact_paths(client, run.run_id)
     for want in ("samples/step_00000004.png", "plots/loss_curves.png", "environment/versions.json",
                  "environment/requirements.txt", "data/provenance.json", "model/MLmodel", "model/model_card.md",
