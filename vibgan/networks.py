@@ -199,6 +199,8 @@ class ConvGenerator(nn.Module):
             ))
         self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
+        # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
+        self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
 
     def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,
                       device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -212,7 +214,8 @@ class ConvGenerator(nn.Module):
         k = len(self.ratios)
         phase0 = torch.rand(n, k, generator=generator, device=device) * (2 * math.pi)
         slip = 1.0 + 0.01 * torch.randn(n, k, generator=generator, device=device)
-        return z, phase0, slip
+        fine = torch.randn(n, 1, length, generator=generator, device=device)  # full-rate noise (B, 1, T)
+        return z, phase0, slip, fine
 
     def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
                        step: int = 1) -> torch.Tensor:
@@ -223,7 +226,7 @@ class ConvGenerator(nn.Module):
         return torch.cat([torch.sin(phase), torch.cos(phase)], dim=1)
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        z, phase0, slip = latent
+        z, phase0, slip, fine = latent
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
         step = self.hop
@@ -231,6 +234,7 @@ class ConvGenerator(nn.Module):
             if level:
                 step //= self.strides[level]
                 h = F.leaky_relu(self.ups[level - 1](h), 0.2)  # (B, W_level, T/step)
+            h = h + self.noise_gain[level] * fine[..., ::step][..., : h.shape[-1]].to(h.dtype)
             if self.phase_inputs:
                 ph = self.phase_features(cond, phase0, slip, h.shape[-1], step).to(h.dtype)
                 h = h + self.phase_proj[level](ph)

@@ -477,14 +477,16 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             bar.set_postfix({"d": f"{scalars['loss/d']:.3f}", "g": f"{scalars['loss/g']:.3f}",
                              "spec": f"{scalars['loss/spectral']:.2f}"})
         if state.step % t_cfg.eval_every == 0 or state.step == t_cfg.steps:
-            lsd = evaluate_lsd(G_ema, data, real_db, band, eval_gen_seed)
+            g_eval = copy.deepcopy(G_ema)
+            calibrate_equalizer(g_eval, data, eval_gen_seed)  # what export would produce at this step
+            lsd = evaluate_lsd(g_eval, data, real_db, band, eval_gen_seed)
             tracker.log_metrics({f"fid/lsd_db/{k}": v for k, v in lsd.items()} | {"fid/lsd_db_max": max(lsd.values())},
                                 step=state.step)
             state.history.setdefault("eval_step", []).append(state.step)
             state.history.setdefault("lsd_db_max", []).append(max(lsd.values()))
             state.history.setdefault("wall_s", []).append(time.perf_counter() - t0)
         if state.step % t_cfg.sample_every == 0 or state.step == t_cfg.steps:
-            png = plot_samples(G_ema, data, out / "samples" / f"step_{state.step:08d}.png", eval_gen_seed, state.step)
+            png = plot_samples(g_eval if state.step % t_cfg.eval_every == 0 else G_ema, data, out / "samples" / f"step_{state.step:08d}.png", eval_gen_seed, state.step)
             tracker.log_artifact(png, "samples")
         if state.step % t_cfg.checkpoint_every == 0 or state.step == t_cfg.steps:
             save_checkpoint(state, ckpt_dir, extra, t_cfg.keep_checkpoints)
@@ -496,8 +498,10 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     bar.close()
     wall = time.perf_counter() - t0
 
-    lsd = evaluate_lsd(G_ema, data, real_db, band, eval_gen_seed)
-    trained = TrainedGenerator(copy.deepcopy(G_ema).cpu(), data.normalizer, generator_meta(cfg, data))
+    g_final = copy.deepcopy(G_ema)
+    calibrate_equalizer(g_final, data, eval_gen_seed)
+    lsd = evaluate_lsd(g_final, data, real_db, band, eval_gen_seed)
+    trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
     gen_dir = trained.save(out / "generator")
     curves = plot_losses(state.history, out / "loss_curves.png")
     tracker.log_artifact(curves, "plots")
@@ -518,6 +522,32 @@ def generator_meta(cfg: Config, data: TrainData) -> dict:
         "length": data.length, "units": data.units, "geometry": data.geometry, "conditions": data.conditions,
         "seed": cfg.train.seed, "steps": cfg.train.steps, "loss": cfg.train.loss,
     }
+
+
+@torch.no_grad()
+def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: int = 3, n_per_group: int = 32) -> None:
+    """Set the equalizer gains of ``G`` (in place) so each class's mean PSD meets the real one.
+
+    The equalizer is linear, so the correction is closed-form: add (dB_real - dB_generated) / 20 in
+    log-amplitude per frequency, a few times because the FIR window smooths the gains. Used on the EMA
+    generator, whose body lags behind the live equalizer it was trained with.
+    """
+    eq = getattr(G, "eq", None)
+    if eq is None or data.length < eq.n_fft:
+        return
+    device = data.signals.device
+    k = len(data.classes)
+    real, ry, _, _ = data.sample(64 * k, torch.Generator(device=device).manual_seed(seed + 3))
+    real_db, _ = losses.class_log_psd(real, ry, k, data.fs, nperseg=eq.n_fft)  # (K, n_fft//2 + 1)
+    n_groups = len(data.group_names)
+    g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
+    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    for i in range(iters):
+        gen = torch.Generator(device=device).manual_seed(seed + 10 + i)
+        x = G(G.sample_latent(len(g), data.length, gen, device), y, c).float()
+        fake_db, present = losses.class_log_psd(x, y, k, data.fs, nperseg=eq.n_fft)
+        step = (real_db - fake_db) * (math.log(10) / 20)
+        eq.log_gain[present] += step[present].to(eq.log_gain.dtype)
 
 
 @torch.no_grad()
