@@ -1,0 +1,1016 @@
+#!/usr/bin/env python
+"""Benchmarks of vibgan (DESIGN.md "Benchmarks"): each prints a table, writes JSON and, with --tracking, logs
+to MLflow.
+
+    python pipelines/benchmark.py speed                 # steps/s, FLOP/s vs a matmul peak, generation,
+                                                        # validation, peak memory; CPU (and CUDA when present)
+    python pipelines/benchmark.py augment               # CWRU augmentation: macro-F1 of one 1D CNN, 5 seeds
+    python pipelines/benchmark.py fidelity              # train configs/cwru.toml, per-class fidelity, time to target
+    python pipelines/benchmark.py speed --quick         # tiny settings (the smoke test)
+
+Common options: --out DIR (default runs/benchmarks; JSON goes to DIR/<benchmark>.json), --tracking [URI]
+(log to MLflow: the URI, else MLFLOW_TRACKING_URI, else ./mlflow.db), --threads N (torch threads; default all
+cores), --cwru DIR (default ../shared/data/cwru/1797rpm or $VIBGAN_CWRU_DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: vibgan is importable even without installing
+CONFIGS = ROOT / "configs"
+DEFAULT_OUT = Path("runs") / "benchmarks"
+DEFAULT_CWRU = Path(os.environ.get("VIBGAN_CWRU_DIR", ROOT.parent / "shared" / "data" / "cwru" / "1797rpm"))
+REAL_TIME_FS = 12_000.0  # "x real time" is relative to a 12 kHz accelerometer
+
+#: Training cases of `speed`: name -> (config file, overrides). "dense-seed" is the seed GAN exactly as
+#: configs/sinusoid.toml has it (64-sample curves, batch 128); "dense-4096" is the same dense networks and
+#: loop on vibgan's default data (4,096-sample segments): the seed baseline at vibgan's problem size.
+SPEED_CASES: dict[str, tuple[str, list[str]]] = {
+    "default": ("default.toml", []),
+    "cwru": ("cwru.toml", []),
+    "dense-seed": ("sinusoid.toml", []),
+    "dense-4096": ("sinusoid.toml", ["data.source='simulated'", "data.segment_length=4096",
+                                     "model.out_activation='none'"]),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--out", default=str(DEFAULT_OUT), help="output folder for the JSON (default runs/benchmarks)")
+        sp.add_argument("--tracking", nargs="?", const="", default=None, metavar="URI",
+                        help="log to MLflow (URI, else MLFLOW_TRACKING_URI, else ./mlflow.db); default: no tracking")
+        sp.add_argument("--experiment", default="vibgan-benchmarks", help="MLflow experiment (default vibgan-benchmarks)")
+        sp.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+        sp.add_argument("--cwru", default=str(DEFAULT_CWRU), help="CWRU 0 hp folder (default ../shared/data/cwru/1797rpm)")
+
+    s = sub.add_parser("speed", help="training/generation/validation throughput and peak memory")
+    common(s)
+    s.add_argument("--cases", nargs="+", default=list(SPEED_CASES), choices=list(SPEED_CASES),
+                   help="training cases (default: all; cwru is skipped without the CWRU data)")
+    s.add_argument("--steps", type=int, default=20, help="timed training steps per case (default 20)")
+    s.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps before them (default 5)")
+    s.add_argument("--matmul-n", type=int, default=2048, help="matmul peak: n x n float32 matrices (default 2048)")
+    s.add_argument("--gen-n", type=int, default=512, help="segments per generation timing (default 512)")
+    s.add_argument("--gen-batch", type=int, nargs="+", default=[64, 256], help="generation batch sizes (default 64 256)")
+    s.add_argument("--val-n", type=int, default=10_000, help="generated segments scored by fidelity_report (default 10000)")
+    s.add_argument("--mem-n", type=int, nargs="+", default=[2_000, 10_000],
+                   help="segments written to HDF5 by pipelines/generate.py, one child process each (default 2000 10000)")
+    s.add_argument("--mem-cases", nargs="+", choices=list(SPEED_CASES),
+                   help="training cases measured in child processes (default: --cases)")
+    s.add_argument("--mem-steps", type=int, default=25, help="training steps in the memory child runs (default 25)")
+    s.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    s.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+
+    a = sub.add_parser("augment", help="CWRU augmentation benchmark (DESIGN.md protocol)")
+    common(a)
+    a.add_argument("--seeds", type=int, default=5, help="classifier seeds (default 5)")
+    a.add_argument("--seconds", type=float, nargs="+", default=[0.5, 1.0], help="seconds S of each fault recording")
+    a.add_argument("--gan-steps", type=int, default=1500, help="steps of vibgan's conv GAN per S (default 1500)")
+    a.add_argument("--mlp-steps", type=int, default=3000, help="steps of the seed dense GAN per S (default 3000)")
+    a.add_argument("--epochs", type=int, default=30, help="classifier epochs (default 30)")
+    a.add_argument("--per-class", type=int, default=300,
+                   help="training windows per class after augmentation (default 300)")
+    a.add_argument("--hop", type=int, default=64, help="hop between real training windows (default 64)")
+    a.add_argument("--window", type=int, default=2048, help="window length in samples (default 2048)")
+    a.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="what to compare")
+    a.add_argument("--gan-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override for vibgan's GAN config (configs/cwru.toml), repeatable")
+    a.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+
+    f = sub.add_parser("fidelity", help="train a config, per-class fidelity report and time to lsd target")
+    common(f)
+    f.add_argument("--config", default=str(CONFIGS / "cwru.toml"), help="TOML config (default configs/cwru.toml)")
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
+    f.add_argument("--steps", type=int, help="train.steps")
+    f.add_argument("--target-db", type=float, default=1.5, help="monitored lsd target on all classes (default 1.5)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from vibgan.errors import VibganError
+
+    try:
+        return {"speed": run_speed, "augment": run_augment, "fidelity": run_fidelity}[args.command](args)
+    except VibganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers: machine description, JSON, MLflow
+# --------------------------------------------------------------------------------------------------
+def machine(threads: int) -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads,
+                            "torch": torch.__version__, "python": platform.python_version(),
+                            "platform": platform.platform(), "loadavg_start": _loadavg(), "git_commit": _git_commit()}
+    if torch.cuda.is_available():
+        info["cuda"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on every platform
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _numeric_leaves(d: Any, prefix: str = "") -> dict[str, float]:
+    """Flatten nested dicts/lists to {'a/b/0': value} for the finite numbers among the leaves."""
+    out: dict[str, float] = {}
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else ()
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            out[key] = float(v)
+        elif isinstance(v, (dict, list)):
+            out.update(_numeric_leaves(v, key + "/"))
+    return out
+
+
+def write_json(result: dict, out_dir: str | Path, name: str) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    print(f"wrote {path.resolve()}")
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def open_tracker(args: argparse.Namespace, name: str, cfg=None):
+    """An MLflow run named benchmark-<name> when --tracking was given, else a NullTracker."""
+    from vibgan import tracking
+    from vibgan.config import load_config
+
+    if args.tracking is None:
+        return tracking.NullTracker()
+    cfg = cfg or load_config(CONFIGS / "default.toml")
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(
+        cfg.tracking, enabled=True, uri=args.tracking, experiment=args.experiment, run_name=f"benchmark-{name}"))
+    tracker = tracking.start_run(cfg, out_dir=Path(args.out) / f"mlflow-{name}")
+    tracker.set_tags({"vibgan.benchmark": name})
+    return tracker
+
+
+def log_result(tracker, result: dict, name: str, json_path: Path) -> None:
+    metrics = {f"bench/{k}": v for k, v in _numeric_leaves(result.get("summary", {})).items()}
+    tracker.log_metrics(metrics, step=0)
+    tracker.log_params({f"bench.{k}": v for k, v in result.get("settings", {}).items()})
+    tracker.log_artifact(json_path, "benchmark")
+
+
+def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"  # noqa: E731
+    print(line(cells[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in cells[1:]:
+        print(line(r))
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def _cwru_dir(args: argparse.Namespace) -> Path | None:
+    p = Path(args.cwru)
+    return p if p.is_dir() and (any(p.glob("*.npz")) or any(p.glob("*.mat"))) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# speed
+# --------------------------------------------------------------------------------------------------
+def matmul_peak(device: str, n: int = 2048, dtype: str = "fp32", min_time_s: float = 1.0) -> dict[str, float]:
+    """FLOP/s of n x n matmuls (2 n^3 FLOPs each) on ``device``: best and median of timed repetitions."""
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dt)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dt)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(3):
+        a @ b
+    sync()
+    rates: list[float] = []
+    t_end = time.perf_counter() + min_time_s
+    while len(rates) < 5 or time.perf_counter() < t_end:
+        t = time.perf_counter()
+        a @ b
+        sync()
+        rates.append(2.0 * n**3 / (time.perf_counter() - t))
+        if len(rates) >= 200:
+            break
+    return {"n": n, "dtype": dtype, "best_flops": max(rates), "median_flops": float(np.median(rates)), "reps": len(rates)}
+
+
+class _Stop(Exception):
+    """Raised from the training hook once the timed steps are done (skips the final eval, plots and saving)."""
+
+
+def time_training(cfg, data, *, warmup: int, steps: int) -> dict[str, Any]:
+    """Steps/s of vibgan.train.train on ``data``, timed over ``steps`` steps after ``warmup`` + 1 steps, and the
+    model FLOPs of one step counted by FlopCounterMode (the step after the warm-up, excluded from the timing)."""
+    import dataclasses
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vibgan.networks import build_models, count_parameters
+    from vibgan.train import pick_device, train
+
+    warmup = max(1, warmup)
+    steps = max(1, steps)
+    total = warmup + 1 + steps + 1
+    big = total + 10  # no eval, samples or checkpoints inside the timed window
+    t_cfg = dataclasses.replace(cfg.train, steps=total, eval_every=big, sample_every=big, checkpoint_every=big,
+                                progress=False)
+    device = pick_device(t_cfg.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    counter = FlopCounterMode(display=False)
+    marks: dict[str, float] = {}
+    inside = [False]
+
+    def hook(state) -> None:
+        s = state.step
+        if s == warmup:
+            sync()
+            counter.__enter__()
+            inside[0] = True
+        elif s == warmup + 1:
+            sync()
+            counter.__exit__(None, None, None)
+            inside[0] = False
+            marks["t0"] = time.perf_counter()
+        elif s == warmup + 1 + steps:
+            sync()
+            marks["t1"] = time.perf_counter()
+            raise _Stop
+
+    with tempfile.TemporaryDirectory(prefix="vibgan-bench-") as tmp:
+        run_cfg = dataclasses.replace(cfg, train=t_cfg, out=tmp)
+        t_start = time.perf_counter()
+        try:
+            train(run_cfg, data, None, hooks={"after_step": hook})
+        except _Stop:
+            pass
+        finally:
+            if inside[0]:
+                counter.__exit__(None, None, None)
+        wall = time.perf_counter() - t_start
+    if "t1" not in marks:
+        raise RuntimeError("training ended before the timed steps were done")
+    sps = steps / (marks["t1"] - marks["t0"])
+    flops = int(counter.get_total_flops())
+    by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    G, D = build_models(cfg.model, n_classes=len(data.classes), channels=len(data.channels), length=data.length,
+                        fs=data.fs, geometry=data.geometry)
+    return {"device": str(device), "precision": t_cfg.precision, "model": cfg.model.kind,
+            "batch_size": t_cfg.batch_size, "segment_length": data.length, "classes": len(data.classes),
+            "loss": t_cfg.loss, "lambdas": dict(t_cfg.lambdas), "params_g": count_parameters(G),
+            "params_d": count_parameters(D), "warmup_steps": warmup, "timed_steps": steps, "steps_per_s": sps,
+            "flops_per_step": flops, "flops_by_op": by_op, "achieved_flops": flops * sps, "wall_s_incl_setup": wall}
+
+
+def speed_configs(args: argparse.Namespace, cwru: Path | None) -> dict[str, Any]:
+    """name -> Config for the requested cases (cwru absent: a skip reason string instead)."""
+    from vibgan.config import load_config
+
+    out: dict[str, Any] = {}
+    for name in args.cases:
+        fname, overrides = SPEED_CASES[name]
+        overrides = [*overrides, f"train.threads={args.threads}", "tracking.enabled=false"]
+        if name == "cwru":
+            if cwru is None:
+                out[name] = f"skipped: CWRU data not found at {args.cwru}"
+                continue
+            overrides.append(f"data.path={str(cwru)!r}")
+        out[name] = load_config(CONFIGS / fname, overrides)
+    return out
+
+
+def untrained_generator(cfg, data, seed: int = 0):
+    """A TrainedGenerator with freshly initialised weights: generation cost does not depend on training."""
+    import torch
+
+    from vibgan.networks import TrainedGenerator, build_models
+    from vibgan.train import generator_meta
+
+    torch.manual_seed(seed)
+    G, _ = build_models(cfg.model, n_classes=len(data.classes), channels=len(data.channels), length=data.length,
+                        fs=data.fs, geometry=data.geometry)
+    return TrainedGenerator(G, data.normalizer, generator_meta(cfg, data))
+
+
+def time_generation(gen, n: int, batch_size: int) -> dict[str, float]:
+    """Segments/s and x real time of TrainedGenerator.iter_samples for n segments of the last class."""
+    label = gen.classes[-1]
+    for _ in gen.iter_samples(label, min(n, batch_size), batch_size=batch_size, seed=1):  # warm-up
+        pass
+    t = time.perf_counter()
+    done = 0
+    for x in gen.iter_samples(label, n, batch_size=batch_size, seed=0):
+        done += len(x)
+    dt = time.perf_counter() - t
+    seg_s = done / dt
+    samples_s = seg_s * gen.length * len(gen.channels)
+    return {"batch_size": batch_size, "segments": done, "seconds": dt, "segments_per_s": seg_s,
+            "samples_per_s": samples_s, "realtime_factor": samples_s / REAL_TIME_FS, "segment_length": gen.length}
+
+
+def time_validation(n_fake: int, cwru: Path | None, seed: int = 0) -> dict[str, Any]:
+    """Seconds of fidelity_report (C2ST off) for n_fake segments of 4,096 against a few hundred real ones.
+
+    The "generated" segments are real training windows at random shifts with 5 % added noise (the cost of
+    the metrics does not depend on where segments come from); classes: the 10 CWRU classes, or 4 simulated
+    bearing conditions at 1797 rpm where the CWRU data is absent.
+    """
+    from vibgan import validate
+    from vibgan.data import load_many
+    from vibgan.synthetic import simulate_bearing
+
+    T, fs = 4096, 12000.0
+    if cwru is not None:
+        recs = load_many(cwru, channels=["DE"])
+        source = "CWRU 0 hp, 10 classes"
+    else:
+        recs = [simulate_bearing(f, 1797.0, fs, 12.0, seed=i) for i, f in enumerate(("normal", "inner", "outer", "ball"))]
+        source = "simulated bearings at 1797 rpm, 4 classes"
+    fs = recs[0].fs
+    train, _ = validate.real_segments(recs, T, hop=T // 4)
+    _, test = validate.real_segments(recs, T, test_hop=T // 4)  # overlapping held-out windows: a few hundred
+    fcs = validate.fault_frequencies(recs)
+    rng = np.random.default_rng(seed)
+    labels = list(train)
+    per = [n_fake // len(labels) + (1 if i < n_fake % len(labels) else 0) for i in range(len(labels))]
+    fake = {}
+    for lab, n in zip(labels, per):
+        base = train[lab]
+        idx, shift = rng.integers(len(base), size=n), rng.integers(T, size=n)
+        x = np.stack([np.roll(base[i], s, axis=-1) for i, s in zip(idx, shift)])
+        x += 0.05 * base.std() * rng.standard_normal(x.shape, dtype=np.float32)
+        fake[lab] = x
+    n_real = sum(len(v) for v in test.values())
+    t = time.perf_counter()
+    validate.fidelity_report(test, fake, fs, real_train=train, fault_freqs=fcs, c2st=False, seed=seed)
+    dt = time.perf_counter() - t
+    return {"n_fake": int(sum(per)), "n_real": n_real, "classes": len(labels), "segment_length": T, "source": source,
+            "seconds": dt, "seconds_per_10000": dt * 10_000 / max(1, sum(per)), "c2st": False,
+            "scaled": sum(per) != 10_000}
+
+
+def peak_rss(cmd: list[str], env: dict[str, str] | None = None, poll_s: float = 0.25) -> dict[str, Any]:
+    """Run ``cmd`` as a child process; its peak resident memory (os.wait4 rusage) and an RSS trace (Linux)."""
+    import resource  # noqa: F401  (Unix only: documents the dependency of os.wait4's rusage)
+
+    with tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+        trace: list[tuple[float, float]] = []
+        status_file = Path(f"/proc/{proc.pid}/status")
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                for line in status_file.read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        trace.append((round(time.perf_counter() - t0, 2), int(line.split()[1]) / 1024))
+                        break
+            except OSError:
+                pass
+            time.sleep(poll_s)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        log.seek(0)
+        tail = log.read().decode("utf-8", "replace")[-2000:]
+    maxrss_kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
+    return {"cmd": " ".join(cmd[1:]) if cmd and cmd[0] == sys.executable else " ".join(cmd), "rc": proc.returncode,
+            "wall_s": wall, "peak_rss_mb": maxrss_kib / 1024, "rss_trace_mb": _thin(trace), "log_tail": tail}
+
+
+def _thin(trace: list[tuple[float, float]], k: int = 12) -> list[list[float]]:
+    if len(trace) <= k:
+        return [list(p) for p in trace]
+    idx = np.linspace(0, len(trace) - 1, k).round().astype(int)
+    return [list(trace[i]) for i in idx]
+
+
+def memory_runs(args: argparse.Namespace, gen, cfgs: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Peak RSS of pipelines/train.py (each config) and of pipelines/generate.py writing n segments to HDF5."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    py = sys.executable
+    out: dict[str, Any] = {"training": {}, "generation": []}
+    for name, cfg in cfgs.items():
+        if isinstance(cfg, str) or name not in (args.mem_cases or args.cases):
+            continue
+        cfg_file = CONFIGS / SPEED_CASES[name][0]
+        cmd = [py, str(ROOT / "pipelines" / "train.py"), "--config", str(cfg_file), "--steps", str(args.mem_steps),
+               "--no-tracking", "--no-report", "--out", str(tmp / f"train-{name}"),
+               "--set", f"train.threads={args.threads}", "--set", "train.progress=false"]
+        for o in SPEED_CASES[name][1]:
+            cmd += ["--set", o]
+        if name == "cwru":
+            cmd += ["--set", f"data.path={str(cfg.data.path)!r}"]
+        r = peak_rss(cmd, env)
+        r["steps"] = args.mem_steps
+        print(f"  memory: train {name}: peak RSS {r['peak_rss_mb']:.0f} MB ({r['wall_s']:.0f} s, rc {r['rc']})")
+        out["training"][name] = r
+    gdir = gen.save(tmp / "generator")
+    n_labels = len(gen.classes)
+    for n in args.mem_n:
+        per = max(1, math.ceil(n / n_labels))
+        h5 = tmp / f"gen-{n}.h5"
+        cmd = [py, str(ROOT / "pipelines" / "generate.py"), "--model", str(gdir), "--n", str(per), "--out", str(h5),
+               "--seed", "0", "--no-progress"]
+        r = peak_rss(cmd, env)
+        r["segments"] = per * n_labels
+        r["file_mb"] = h5.stat().st_size / 1024**2 if h5.exists() else None
+        h5.unlink(missing_ok=True)
+        print(f"  memory: generate {r['segments']} segments to HDF5: peak RSS {r['peak_rss_mb']:.0f} MB "
+              f"({r['wall_s']:.0f} s, rc {r['rc']})")
+        out["generation"].append(r)
+    ok = sorted((g for g in out["generation"] if g["rc"] == 0), key=lambda g: g["segments"])
+    if len(ok) >= 2 and ok[-1]["segments"] > ok[0]["segments"] and ok[-1]["wall_s"] > ok[0]["wall_s"]:
+        rate = (ok[-1]["segments"] - ok[0]["segments"]) / (ok[-1]["wall_s"] - ok[0]["wall_s"])
+        startup = max(0.0, ok[0]["wall_s"] - ok[0]["segments"] / rate)
+        out["estimate_1e6"] = {"segments_per_s": rate, "startup_s": startup, "seconds": startup + 1e6 / rate,
+                               "hours": (startup + 1e6 / rate) / 3600,
+                               "file_gb": 1e6 * gen.length * len(gen.channels) * 4 / 1e9,
+                               "peak_rss_mb_max_measured": max(g["peak_rss_mb"] for g in ok),
+                               "how": "rate from the difference of the two largest runs (start-up excluded); "
+                                      "peak RSS from the runs measured (flat in n: batches stream to the file)"}
+    else:
+        out["estimate_1e6"] = None  # needs two sizes n
+    return out
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    import torch
+
+    from vibgan.train import prepare_data
+
+    if args.quick:
+        args.steps, args.warmup, args.matmul_n = min(args.steps, 2), 1, min(args.matmul_n, 512)
+        args.gen_n, args.gen_batch, args.val_n = min(args.gen_n, 16), [16], min(args.val_n, 100)
+        args.mem_n, args.mem_steps = [8], 1
+    torch.set_num_threads(max(1, args.threads))
+    cwru = _cwru_dir(args)
+    info = machine(torch.get_num_threads())
+    print(f"speed benchmark: {info['cpu']}, {info['cpu_count']} CPU(s), torch {info['torch']} with "
+          f"{info['torch_threads']} threads, load average {info['loadavg_start']}"
+          + (f", GPU {info['cuda']}" if "cuda" in info else ""))
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    min_t = 0.3 if args.quick else 2.0
+
+    peak: dict[str, dict] = {}
+    for dev in devices:
+        for dt in (["fp32"] if dev == "cpu" else ["fp32", "bf16"]):
+            peak[f"{dev}/{dt}"] = matmul_peak(dev, args.matmul_n, dt, min_time_s=min_t)
+            print(f"  matmul peak {dev} {dt} ({args.matmul_n}^2): {peak[f'{dev}/{dt}']['best_flops'] / 1e9:.1f} GFLOP/s")
+
+    cfgs = speed_configs(args, cwru)
+    training: list[dict] = []
+    skipped: dict[str, str] = {}
+    data_cache: dict[str, Any] = {}
+    import dataclasses
+
+    for name, cfg in cfgs.items():
+        if isinstance(cfg, str):
+            skipped[name] = cfg
+            print(f"  training {name}: {cfg}")
+            continue
+        data = data_cache[name] = prepare_data(cfg)
+        for dev in devices:
+            for prec in (["fp32"] if dev == "cpu" else ["fp32", "bf16"]):
+                c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=dev, precision=prec))
+                r = time_training(c, data, warmup=args.warmup, steps=args.steps)
+                pk = peak[f"{dev}/{prec}"]["best_flops"]
+                r.update(case=name, config=f"configs/{SPEED_CASES[name][0]}", overrides=SPEED_CASES[name][1],
+                         peak_flops=pk, peak_fraction=r["achieved_flops"] / pk)
+                training.append(r)
+                print(f"  training {name} [{dev} {prec}]: {r['steps_per_s']:.3g} steps/s, "
+                      f"{r['flops_per_step'] / 1e9:.3g} GFLOP/step, {r['achieved_flops'] / 1e9:.3g} GFLOP/s = "
+                      f"{100 * r['peak_fraction']:.1f} % of the matmul peak")
+
+    # generation and memory use the default config's generator (the CWRU config has the same networks)
+    gcfg = load_default(args)
+    gdata = data_cache.get("default") or prepare_data(gcfg)
+    gen = untrained_generator(gcfg, gdata)
+    generation: list[dict] = []
+    for dev in devices:
+        gen.model.to(dev)
+        for bs in args.gen_batch:
+            r = time_generation(gen, args.gen_n, bs)
+            r["device"] = dev
+            generation.append(r)
+            print(f"  generation [{dev}, batch {bs}]: {r['segments_per_s']:.0f} segments/s of {r['segment_length']}, "
+                  f"{r['realtime_factor']:.0f}x real time")
+    gen.model.to("cpu")
+
+    validation = time_validation(args.val_n, cwru)
+    print(f"  validation: {validation['seconds']:.2f} s for {validation['n_fake']} segments "
+          f"({validation['seconds_per_10000']:.2f} s per 10,000; {validation['n_real']} real held-out)")
+
+    memory: dict[str, Any] = {}
+    if not args.no_memory:
+        with tempfile.TemporaryDirectory(prefix="vibgan-bench-mem-", dir=_tmp_parent(args.out)) as tmp:
+            memory = memory_runs(args, gen, cfgs, Path(tmp))
+
+    info["loadavg_end"] = _loadavg()
+    result = {"benchmark": "speed", "machine": info, "settings": _settings(args), "matmul_peak": peak,
+              "training": training, "skipped": skipped, "generation": generation, "validation": validation,
+              "memory": memory}
+    result["summary"] = speed_summary(result)
+    print_speed(result)
+    path = write_json(result, args.out, "speed")
+    tracker = open_tracker(args, "speed", gcfg)
+    try:
+        log_result(tracker, result, "speed", path)
+    finally:
+        tracker.finish("FINISHED")
+    return 0
+
+
+def load_default(args: argparse.Namespace):
+    from vibgan.config import load_config
+
+    return load_config(CONFIGS / "default.toml", [f"train.threads={args.threads}", "tracking.enabled=false"])
+
+
+def _tmp_parent(out: str) -> str:
+    p = Path(out)
+    p.mkdir(parents=True, exist_ok=True)
+    return str(p)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    skip = {"command", "tracking", "experiment"}
+    return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
+            for k, v in vars(args).items() if k not in skip}
+
+
+def speed_summary(r: dict) -> dict[str, Any]:
+    s: dict[str, Any] = {"train": {}, "generation": {}, "validation_s_per_10000": r["validation"]["seconds_per_10000"]}
+    for t in r["training"]:
+        s["train"][f"{t['case']}/{t['device']}/{t['precision']}"] = {
+            "steps_per_s": t["steps_per_s"], "gflops": t["achieved_flops"] / 1e9, "peak_fraction": t["peak_fraction"]}
+    for g in r["generation"]:
+        s["generation"][f"{g['device']}/batch{g['batch_size']}"] = {
+            "segments_per_s": g["segments_per_s"], "realtime_factor": g["realtime_factor"]}
+    mem = r.get("memory") or {}
+    if mem:
+        s["peak_rss_mb"] = {f"train/{k}": v["peak_rss_mb"] for k, v in mem.get("training", {}).items()}
+        s["peak_rss_mb"].update({f"generate/{g['segments']}": g["peak_rss_mb"] for g in mem.get("generation", [])})
+        if mem.get("estimate_1e6"):
+            s["generate_1e6_hours_est"] = mem["estimate_1e6"]["hours"]
+    return s
+
+
+def print_speed(r: dict) -> None:
+    print()
+    print("matmul peak: " + ", ".join(f"{k} {v['best_flops'] / 1e9:.1f} GFLOP/s" for k, v in r["matmul_peak"].items()))
+    _print_table(["training", "device", "batch x T", "steps/s", "GFLOP/step", "GFLOP/s", "% of peak"],
+                 [[t["case"], f"{t['device']} {t['precision']}", f"{t['batch_size']} x {t['segment_length']}",
+                   t["steps_per_s"], t["flops_per_step"] / 1e9, t["achieved_flops"] / 1e9,
+                   100 * t["peak_fraction"]] for t in r["training"]])
+    for k, v in r["skipped"].items():
+        print(f"  {k}: {v}")
+    print()
+    _print_table(["generation", "batch", "segments/s", "samples/s", "x real time (12 kHz)"],
+                 [[g["device"], g["batch_size"], g["segments_per_s"], g["samples_per_s"], g["realtime_factor"]]
+                  for g in r["generation"]])
+    v = r["validation"]
+    print(f"\nvalidation: {v['seconds_per_10000']:.2f} s per 10,000 segments of 4,096 (measured on {v['n_fake']}, "
+          f"{v['classes']} classes, {v['n_real']} real held-out, C2ST off)")
+    mem = r.get("memory") or {}
+    if mem:
+        rows = [[f"train {k} ({t['steps']} steps)", t["peak_rss_mb"], t["wall_s"], t["rc"]]
+                for k, t in mem["training"].items()]
+        rows += [[f"generate {g['segments']} to HDF5", g["peak_rss_mb"], g["wall_s"], g["rc"]] for g in mem["generation"]]
+        print()
+        _print_table(["child process", "peak RSS MB", "wall s", "rc"], rows)
+        e = mem.get("estimate_1e6")
+        if e:
+            print(f"1,000,000 segments ({e['file_gb']:.1f} GB of float32): about {e['hours']:.1f} h at "
+                  f"{e['segments_per_s']:.0f} segments/s; peak RSS as measured ({e['peak_rss_mb_max_measured']:.0f} MB)")
+    print(f"load average: start {r['machine']['loadavg_start']}, end {r['machine']['loadavg_end']}")
+
+
+# --------------------------------------------------------------------------------------------------
+# augment
+# --------------------------------------------------------------------------------------------------
+VARIANTS = {
+    "real": "real only",
+    "classic": "classic augmentation (random crop, gain 0.8-1.2, noise 10-30 dB SNR)",
+    "gan-mlp": "seed dense GAN (configs/sinusoid.toml networks, conditional)",
+    "gan-vibgan": "vibgan conv GAN (configs/cwru.toml, segment 2048)",
+    "physics": "physics simulator (vibgan.synthetic.simulate_bearing)",
+}
+
+
+def window_cnn(n_classes: int, channels: int = 1):
+    """The fixed classifier: a small WDCNN-style 1D CNN (wide first kernel, then 3-tap convolutions)."""
+    from torch import nn
+
+    def block(a: int, b: int, k: int, stride: int = 1) -> list:
+        return [nn.Conv1d(a, b, k, stride=stride, padding=k // 2 if stride == 1 else (k - stride) // 2),
+                nn.BatchNorm1d(b), nn.ReLU(), nn.MaxPool1d(2)]
+
+    return nn.Sequential(
+        *block(channels, 16, 64, stride=8),  # 2048 -> 256 -> 128
+        *block(16, 32, 3),  # -> 64
+        *block(32, 64, 3),  # -> 32
+        *block(64, 64, 3),  # -> 16
+        nn.Conv1d(64, 64, 3, padding=1), nn.BatchNorm1d(64), nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(64, n_classes),
+    )
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Mean over classes of F1 = 2 TP / (2 TP + FP + FN); a class absent from both counts as 0."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp = np.diag(cm).astype(float)
+    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float(f1.mean())
+
+
+def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, epochs: int, per_epoch: int,
+                     batch_size: int = 64, lr: float = 1e-3, scale: tuple[float, float] = (0.0, 1.0)):
+    """Train window_cnn with Adam; each epoch draws ``per_epoch`` windows class-balanced from the pool (the same
+    number of gradient steps for every variant, whatever the pool size). Input: (x - mean) / std of the real
+    training windows."""
+    import torch
+    from torch.nn import functional as F
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = window_cnn(n_classes, x.shape[1])
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    xt = torch.from_numpy((x.astype(np.float32) - scale[0]) / scale[1])
+    order = np.argsort(y, kind="stable")
+    count = np.bincount(y, minlength=n_classes)
+    first = np.cumsum(count) - count
+    present = np.flatnonzero(count)
+    net.train()
+    for _ in range(epochs):
+        for _ in range(max(1, per_epoch // batch_size)):
+            k = present[rng.integers(len(present), size=batch_size)]
+            idx = order[first[k] + (rng.random(batch_size) * count[k]).astype(np.int64)]
+            loss = F.cross_entropy(net(xt[idx]), torch.from_numpy(y[idx]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def predict(net, x: np.ndarray, scale: tuple[float, float], batch_size: int = 256) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = torch.from_numpy((x[i:i + batch_size].astype(np.float32) - scale[0]) / scale[1])
+            out.append(net(xb).argmax(dim=1).numpy())
+    return np.concatenate(out)
+
+
+def classic_windows(part, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """n windows of a training part: random crop position, gain U(0.8, 1.2), white noise at U(10, 30) dB SNR."""
+    sig = part.signal
+    starts = rng.integers(0, sig.shape[1] - length + 1, size=n)
+    x = np.stack([sig[:, s:s + length] for s in starts]).astype(np.float32)  # (n, C, T)
+    x *= rng.uniform(0.8, 1.2, size=(n, 1, 1)).astype(np.float32)
+    snr_db = rng.uniform(10.0, 30.0, size=(n, 1, 1))
+    rms = np.sqrt((x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True))
+    x += (rms / 10 ** (snr_db / 20) * rng.standard_normal(x.shape)).astype(np.float32)
+    return x
+
+
+#: Simulator severity per CWRU fault diameter: a guess (severity 1 ~ the 0.007 in faults by kurtosis, scaled
+#: linearly with diameter); nothing in the simulator is calibrated to the 0.014 and 0.021 in faults.
+def physics_severity(diameter_in: float | None) -> float:
+    return max(0.25, float(diameter_in or 0.007) / 0.007)
+
+
+def physics_windows(part, n: int, length: int, seed: int) -> np.ndarray:
+    """n non-overlapping windows of a simulated recording of the part's fault (1797 rpm or its meta rpm), gain
+    matched to the RMS of the real training part (the only thing taken from the real data)."""
+    from vibgan.synthetic import simulate_bearing
+
+    m = part.meta
+    fault = m.get("fault") or "normal"
+    rpm = float(m.get("rpm") or 1797.0)
+    dur = (n * length + 16) / part.fs
+    rec = simulate_bearing(fault, rpm, part.fs, max(dur, 0.5), severity=physics_severity(m.get("diameter_in")),
+                           seed=seed, load_hp=float(m.get("load_hp") or 0.0), channels=part.channels)
+    x = rec.signal[:, : n * length].reshape(part.channels, n, length).transpose(1, 0, 2).copy()
+    gain = float(np.sqrt((part.signal.astype(np.float64) ** 2).mean()) / max(1e-12, np.sqrt((x.astype(np.float64) ** 2).mean())))
+    return (x * gain).astype(np.float32)
+
+
+#: --quick: a tiny conv GAN (smoke test of the plumbing, not a result)
+QUICK_CONV = ["model.widths=[16, 16, 8, 8]", "model.res_blocks=[0, 0, 1, 0]", "model.d_channels=4"]
+
+
+def gan_config(kind: str, args: argparse.Namespace, out: Path, seed: int):
+    """vibgan's conv GAN (configs/cwru.toml) or the seed dense GAN (configs/sinusoid.toml networks and training
+    settings; out_activation none because normalised vibration exceeds tanh's range), at the window length."""
+    from vibgan.config import load_config
+
+    common = [f"data.segment_length={args.window}", "train.progress=false", "tracking.enabled=false",
+              f"out={str(out)!r}", f"train.threads={args.threads}", f"train.seed={seed}"]
+    if kind == "gan-vibgan":
+        return load_config(CONFIGS / "cwru.toml", [*common, f"train.steps={args.gan_steps}", *args.gan_set])
+    return load_config(CONFIGS / "sinusoid.toml", [*common, f"train.steps={args.mlp_steps}",
+                                                   "model.out_activation='none'"])
+
+
+def run_augment(args: argparse.Namespace) -> int:
+    import torch
+
+    from vibgan.data import Recording, load_many, split_by_time, windows
+    from vibgan.errors import VibganError
+    from vibgan.train import TrainData, train
+
+    if args.quick:
+        args.seeds, args.seconds, args.gan_steps, args.mlp_steps = 1, args.seconds[:1], 2, 2
+        args.epochs, args.per_class, args.hop = 3, 24, 512
+        args.gan_set = [*QUICK_CONV, *args.gan_set]
+    torch.set_num_threads(max(1, args.threads))
+    cwru = _cwru_dir(args)
+    if cwru is None:
+        raise VibganError(f"--cwru {args.cwru}: no CWRU recordings there; the augmentation benchmark needs them "
+                          "(see data/README.md)")
+    T = args.window
+    info = machine(torch.get_num_threads())
+    recs = load_many(cwru, channels=["DE"])
+    classes = list(dict.fromkeys(r.label for r in recs))
+    K = len(classes)
+    fs = recs[0].fs
+    # ---- the test set: the last 30 % of every recording, non-overlapping windows; nothing else touches it
+    x_test, y_test, test_start = [], [], {}
+    for r in recs:
+        _, _, te = split_by_time(r, (0.7, 0.0, 0.3))
+        w = np.asarray(windows(te, T), dtype=np.float32)
+        x_test.append(w)
+        y_test.append(np.full(len(w), classes.index(r.label)))
+        test_start[r.source] = int(te.meta["offset"])
+    x_test, y_test = np.concatenate(x_test), np.concatenate(y_test)
+    print(f"augment benchmark: {K} classes, windows of {T}, test {len(x_test)} windows "
+          f"({', '.join(f'{c} {int((y_test == i).sum())}' for i, c in enumerate(classes))}); "
+          f"{info['torch_threads']} threads, load average {info['loadavg_start']}")
+
+    results: dict[str, Any] = {}
+    for S in args.seconds:
+        # ---- training parts: fault classes their first S seconds, normal its first 70 %
+        parts = []
+        for r in recs:
+            end = split_by_time(r, (0.7, 0.0, 0.3))[0].samples if r.meta.get("fault") == "normal" \
+                else int(round(S * r.fs))
+            if end < T:
+                raise VibganError(f"--seconds {S:g}: {r.label} gets {end} samples, shorter than one window of {T}")
+            if end > test_start[r.source]:
+                raise VibganError(f"--seconds {S:g}: {r.label}'s training part would reach into its test part")
+            parts.append(Recording(r.signal[:, :end], r.fs, dict(r.meta, part="train", offset=0)))
+        real_x, real_y = [], []
+        for p in parts:
+            w = np.asarray(windows(p, T, args.hop), dtype=np.float32)
+            real_x.append(w)
+            real_y.append(np.full(len(w), classes.index(p.label)))
+        real_x, real_y = np.concatenate(real_x), np.concatenate(real_y)
+        n_real = np.bincount(real_y, minlength=K)
+        n_add = np.maximum(0, args.per_class - n_real)
+        scale = (float(real_x.mean()), float(real_x.std()))
+        part_of = {p.label: p for p in parts}  # one recording per class in the CWRU 10-class set
+        print(f"\nS = {S:g} s: real training windows per class {dict(zip(classes, n_real.tolist()))} (hop {args.hop}); "
+              f"synthetic added to reach {args.per_class}: {dict(zip(classes, n_add.tolist()))}")
+
+        extra: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        gan_time: dict[str, float] = {}
+        for v in args.variants:
+            rng = np.random.default_rng(1000 + int(S * 1000))
+            xs, ys = [], []
+            if v == "real":
+                extra[v] = (np.zeros((0, 1, T), np.float32), np.zeros(0, np.int64))
+                continue
+            gen = None
+            if v.startswith("gan-"):
+                out = Path(args.out) / "augment" / f"{v}-S{S:g}"
+                cfg = gan_config(v, args, out, seed=0)
+                data = TrainData.from_recordings(parts, length=T, train_fraction=1.0, geometry=cfg.data.geometry)
+                t0 = time.perf_counter()
+                res = train(cfg, data, None)
+                gan_time[v] = time.perf_counter() - t0
+                gen = res.generator
+                print(f"  {v}: trained {res.steps} steps in {gan_time[v]:.0f} s "
+                      f"(final monitored lsd max {max(res.lsd_db.values()):.2f} dB)")
+            for k, c in enumerate(classes):
+                n = int(n_add[k])
+                if n == 0:
+                    continue
+                if v == "classic":
+                    x = classic_windows(part_of[c], n, T, rng)
+                elif v == "physics":
+                    x = physics_windows(part_of[c], n, T, seed=7919 * (k + 1) + int(S * 1000))
+                else:
+                    x = gen.sample(c, n, seed=100 + k)
+                xs.append(x.astype(np.float32))
+                ys.append(np.full(n, k))
+            extra[v] = (np.concatenate(xs) if xs else np.zeros((0, 1, T), np.float32),
+                        np.concatenate(ys) if ys else np.zeros(0, np.int64))
+
+        per_epoch = K * args.per_class
+        res_s: dict[str, Any] = {"n_real": dict(zip(classes, n_real.tolist())),
+                                 "n_added": dict(zip(classes, n_add.tolist())), "gan_train_s": gan_time, "variants": {}}
+        for v in args.variants:
+            x = np.concatenate([real_x, extra[v][0]])
+            y = np.concatenate([real_y, extra[v][1]])
+            f1s, accs, t0 = [], [], time.perf_counter()
+            for seed in range(args.seeds):
+                net = train_classifier(x, y, K, seed=seed, epochs=args.epochs, per_epoch=per_epoch, scale=scale)
+                pred = predict(net, x_test, scale)
+                f1s.append(macro_f1(y_test, pred, K))
+                accs.append(float((pred == y_test).mean()))
+            res_s["variants"][v] = {"macro_f1": f1s, "mean": float(np.mean(f1s)),
+                                    "std": float(np.std(f1s, ddof=1)) if len(f1s) > 1 else 0.0,
+                                    "accuracy": accs, "n_train": int(len(x)),
+                                    "classifier_s": time.perf_counter() - t0}
+            print(f"  {v:<11} macro-F1 {np.mean(f1s):.3f} +/- {res_s['variants'][v]['std']:.3f} "
+                  f"({len(x)} training windows, {args.seeds} seeds, {time.perf_counter() - t0:.0f} s)")
+        results[f"{S:g}"] = res_s
+
+    info["loadavg_end"] = _loadavg()
+    summary = {f"S{s}/{v}/{k}": r["variants"][v][k] for s, r in results.items() for v in r["variants"]
+               for k in ("mean", "std")}
+    summary.update({f"S{s}/gan_train_s/{v}": t for s, r in results.items() for v, t in r["gan_train_s"].items()})
+    result = {"benchmark": "augment", "machine": info, "settings": _settings(args),
+              "protocol": {"classes": classes, "window": T, "fs": fs, "test": "last 30 % of each recording, "
+                           "non-overlapping windows", "train": "fault classes: first S seconds; normal: first 70 %",
+                           "test_windows": int(len(x_test)), "classifier": "window_cnn (WDCNN-style), Adam 1e-3, "
+                           f"batch 64, {args.epochs} epochs of {K * args.per_class} class-balanced windows",
+                           "variants": {v: VARIANTS[v] for v in args.variants},
+                           "physics_severity": "diameter / 0.007 in (a guess), gain matched to the training part's RMS"},
+              "results": results, "summary": summary}
+    print()
+    _print_table(["variant", *[f"S = {s} s macro-F1" for s in results]],
+                 [[VARIANTS[v], *[f"{r['variants'][v]['mean']:.3f} +/- {r['variants'][v]['std']:.3f}"
+                                  for r in results.values()]] for v in args.variants])
+    for s, r in results.items():
+        if r["gan_train_s"]:
+            print(f"GAN training at S = {s} s: " + ", ".join(f"{k} {t:.0f} s" for k, t in r["gan_train_s"].items()))
+    path = write_json(result, args.out, "augment")
+    tracker = open_tracker(args, "augment", gan_config("gan-vibgan", args, Path(args.out) / "augment", 0))
+    try:
+        log_result(tracker, result, "augment", path)
+    finally:
+        tracker.finish("FINISHED")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# fidelity
+# --------------------------------------------------------------------------------------------------
+def _train_cli():
+    """pipelines/train.py as a module (the report step is reused from there, not duplicated)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vibgan_pipelines_train", ROOT / "pipelines" / "train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def time_to_target(history: dict[str, list[float]], target_db: float) -> dict[str, Any]:
+    """First monitored evaluation at which the worst class's lsd (EMA generator vs the training PSD) <= target."""
+    for step, lsd, wall in zip(history.get("eval_step", []), history.get("lsd_db_max", []), history.get("wall_s", [])):
+        if lsd <= target_db:
+            return {"reached": True, "step": int(step), "wall_s": float(wall), "lsd_db_max": float(lsd)}
+    return {"reached": False, "step": None, "wall_s": None,
+            "lsd_db_max_last": float(history["lsd_db_max"][-1]) if history.get("lsd_db_max") else None}
+
+
+def run_fidelity(args: argparse.Namespace) -> int:
+    import torch
+
+    from vibgan.config import load_config
+    from vibgan.train import prepare_data, train
+
+    torch.set_num_threads(max(1, args.threads))
+    overrides = list(args.overrides) + [f"train.threads={args.threads}"]
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if not any(o.startswith("out=") for o in overrides):
+        overrides.append(f"out={str(Path(args.out) / 'fidelity')!r}")
+    cfg = load_config(args.config, overrides)
+    cwru = _cwru_dir(args)
+    if cfg.data.source == "files" and not Path(cfg.data.path).exists() and cwru is not None:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(cwru)))
+    info = machine(torch.get_num_threads())
+    data = prepare_data(cfg)
+    tracker = open_tracker(args, "fidelity", cfg)
+    status = "FAILED"
+    try:
+        result = train(cfg, data, tracker)
+        report = _train_cli()._report(cfg, data, result, tracker)
+        out = fidelity_result(args, info, result, report)
+        path = write_json(out, args.out, "fidelity")
+        log_result(tracker, out, "fidelity", path)
+        status = "FINISHED"
+    finally:
+        tracker.finish(status)
+    return 0
+
+
+def fidelity_result(args: argparse.Namespace, info: dict, result, report) -> dict[str, Any]:
+    target = time_to_target(result.history, args.target_db)
+    info["loadavg_end"] = _loadavg()
+    out = {"benchmark": "fidelity", "machine": info, "settings": _settings(args), "config": args.config,
+           "device": result.device, "steps": result.steps, "train_wall_s": result.wall_s,
+           "steps_per_s": result.steps / result.wall_s if result.wall_s > 0 else None,
+           "target_db": args.target_db, "time_to_target": target,
+           "monitored": {k: result.history.get(k, []) for k in ("eval_step", "lsd_db_max", "wall_s")},
+           "report": report.to_dict(), "passed": report.passed,
+           "summary": {"train_wall_s": result.wall_s, "time_to_target_s": target["wall_s"],
+                       **{f"{k}/lsd_db": v.lsd_db for k, v in report.classes.items()},
+                       "classes_passing": sum(v.passes for v in report.classes.values())}}
+    reached = f"{target['wall_s']:.0f} s (step {target['step']})" if target["reached"] else "not reached"
+    print(f"\ntrained {result.steps} steps in {result.wall_s:.0f} s on {result.device}; monitored lsd <= "
+          f"{args.target_db:g} dB on all classes: {reached}; report {'PASS' if report.passed else 'some checks fail'} "
+          f"({out['summary']['classes_passing']}/{len(report.classes)} classes pass)")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""pipelines/benchmark.py: smoke runs of `speed` and `augment --quick` (tiny settings), and the pieces with known
+answers (macro-F1, time to target, the test-set guard). Never asserts on wall-clock figures, only on sanity."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "pipelines" / "benchmark.py"
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("benchmark_cli", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _load_cli()
+
+
+def test_macro_f1_known_values():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    assert bench.macro_f1(y, y, 3) == pytest.approx(1.0)
+    # class 0: TP 2, FP 1 -> F1 0.8; class 1: TP 1, FN 1 -> F1 2/3; class 2: TP 2 -> 1
+    pred = np.array([0, 0, 0, 1, 2, 2])
+    assert bench.macro_f1(y, pred, 3) == pytest.approx((0.8 + 2 / 3 + 1.0) / 3)
+    assert bench.macro_f1(y, np.zeros_like(y), 3) == pytest.approx((2 * 2 / (2 * 2 + 4)) / 3)
+
+
+def test_time_to_target_first_eval_under_the_target():
+    h = {"eval_step": [100, 200, 300], "lsd_db_max": [3.0, 1.4, 1.2], "wall_s": [10.0, 20.0, 30.0]}
+    assert bench.time_to_target(h, 1.5) == {"reached": True, "step": 200, "wall_s": 20.0, "lsd_db_max": 1.4}
+    miss = bench.time_to_target(h, 1.0)
+    assert miss["reached"] is False and miss["lsd_db_max_last"] == 1.2
+
+
+def test_classic_windows_gain_and_noise_in_range():
+    from vibgan.data import Recording
+
+    rng = np.random.default_rng(0)
+    t = np.arange(12000) / 12000.0
+    part = Recording(np.sin(2 * np.pi * 50 * t)[None].astype(np.float32), 12000.0, {"label": "x"})
+    x = bench.classic_windows(part, 64, 2048, rng)
+    assert x.shape == (64, 1, 2048) and x.dtype == np.float32
+    rms = np.sqrt((x.astype(np.float64) ** 2).mean(axis=-1)).ravel()
+    # sine RMS 0.707 x gain 0.8-1.2, plus noise 10-30 dB down (adds at most ~5 % power)
+    assert (rms > 0.8 * 0.707 * 0.95).all() and (rms < 1.2 * 0.707 * 1.1).all()
+    assert rms.max() / rms.min() > 1.2  # the gains differ
+
+
+def test_speed_smoke(tmp_path):
+    """Runs with or without the CWRU data (validation then scores simulated bearings)."""
+    out = tmp_path / "bench"
+    rc = bench.main(["speed", "--quick", "--threads", "1", "--out", str(out), "--cases", "default", "dense-seed",
+                     "--mem-cases", "dense-seed"])
+    assert rc == 0
+    r = json.loads((out / "speed.json").read_text())
+    for key in ("machine", "matmul_peak", "training", "generation", "validation", "memory", "summary"):
+        assert key in r
+    assert r["matmul_peak"]["cpu/fp32"]["best_flops"] > 0
+    cases = {t["case"]: t for t in r["training"]}
+    assert set(cases) == {"default", "dense-seed"}
+    for t in cases.values():
+        assert t["steps_per_s"] > 0 and t["flops_per_step"] > 0
+        assert 0 < t["peak_fraction"] < 1, t
+    # the conv GAN's step is dominated by convolutions, the dense one by matrix products
+    assert "aten.convolution" in cases["default"]["flops_by_op"]
+    assert "aten.addmm" in cases["dense-seed"]["flops_by_op"]
+    g = r["generation"][0]
+    assert g["segments_per_s"] > 0 and g["realtime_factor"] > 0 and g["segment_length"] == 4096
+    assert r["validation"]["seconds"] > 0 and r["validation"]["n_fake"] > 0
+    mem = r["memory"]
+    assert mem["training"]["dense-seed"]["rc"] == 0, mem["training"]["dense-seed"]["log_tail"]
+    assert mem["training"]["dense-seed"]["peak_rss_mb"] > 50
+    gen = mem["generation"][0]
+    assert gen["rc"] == 0, gen["log_tail"]
+    assert gen["peak_rss_mb"] > 50 and gen["file_mb"] > 0
+
+
+def test_augment_smoke(tmp_path, cwru_dir):
+    out = tmp_path / "bench"
+    rc = bench.main(["augment", "--quick", "--threads", "1", "--out", str(out), "--cwru", str(cwru_dir)])
+    assert rc == 0
+    r = json.loads((out / "augment.json").read_text())
+    assert r["protocol"]["window"] == 2048 and len(r["protocol"]["classes"]) == 10
+    res = r["results"]["0.5"]
+    assert set(res["variants"]) == set(bench.VARIANTS)
+    for v in res["variants"].values():
+        assert 0.0 <= v["mean"] <= 1.0 and all(0.0 <= f <= 1.0 for f in v["macro_f1"])
+    assert set(res["gan_train_s"]) == {"gan-mlp", "gan-vibgan"} and all(t > 0 for t in res["gan_train_s"].values())
+    faults = [c for c in r["protocol"]["classes"] if c != "Normal"]
+    assert all(res["n_added"][c] > 0 for c in faults) and res["n_added"]["Normal"] == 0
+    assert res["variants"]["gan-vibgan"]["n_train"] == res["variants"]["classic"]["n_train"]
+    assert res["variants"]["real"]["n_train"] < res["variants"]["classic"]["n_train"]
+
+
+def test_augment_refuses_training_parts_that_reach_the_test_part(tmp_path, cwru_dir, capsys):
+    rc = bench.main(["augment", "--seconds", "9", "--variants", "real", "--out", str(tmp_path), "--cwru", str(cwru_dir)])
+    assert rc == 2
+    assert "test part" in capsys.readouterr().err
