@@ -138,3 +138,29 @@ def test_sinusoid_gan_learns_clean_sinusoids(tmp_path):
     # variety: the frequencies spread over the seed range instead of collapsing onto one
     b = fit.b[clean]
     assert b.min() < 0.8 and b.max() > 1.6 and b.std() > 0.25
+
+
+@pytest.mark.slow
+def test_conditional_gan_puts_each_envelope_peak_at_its_fault_frequency(tmp_path):
+    """Two simulated classes (inner and outer race at 1797 rpm): each generated class's envelope spectrum
+    peaks at its own characteristic frequency (BPFI vs BPFO), the other class's frequency does not win."""
+    from vibgan.bearing import fault_frequencies
+    from vibgan.spectral import envelope_spectrum
+
+    cfg = load_config(None, [
+        "data.simulate.faults=['inner', 'outer']", "data.simulate.rpms=[1797.0]", "data.simulate.duration_s=6.0",
+        "data.simulate.severity=2.0", "train.steps=120", "train.batch_size=8", "train.progress=false",
+        "train.eval_every=1000", "train.sample_every=1000", "train.checkpoint_every=1000",
+        "tracking.enabled=false", "train.lambdas.kurtosis=2.0", f"out={str(tmp_path)!r}",
+    ])
+    res = train(cfg, prepare_data(cfg), MemoryTracker())
+    f = fault_frequencies(1797)
+    for label, own, other in (("inner", f["bpfi"], f["bpfo"]), ("outer", f["bpfo"], f["bpfi"])):
+        x = res.generator.sample(label, 16, seed=1)[:, 0, :]
+        freqs, spec = envelope_spectrum(x, 12000.0)
+        mean = spec.mean(axis=0)
+        band = (freqs > 60) & (freqs < 200)  # the fundamentals of both faults, away from shaft harmonics' 1x/2x
+        peak = freqs[band][np.argmax(mean[band])]
+        assert abs(peak - own) < 0.03 * own, f"{label}: envelope peak at {peak:.1f} Hz, expected {own:.1f} Hz"
+        near = lambda fc: mean[(freqs > 0.97 * fc) & (freqs < 1.03 * fc)].max()  # noqa: E731
+        assert near(own) > 2 * near(other)
