@@ -158,9 +158,10 @@ def test_models_serve_answers_invocations(registered, tmp_path):
                                                                                  ("inner", 1, 5, 1500.0)]
         x = np.asarray([r["signal"] for r in rows], dtype=np.float32)  # (2, C, T)
         assert x.shape == (2, 1, 1024)
-        # the served values are the registered generator's, exactly (float32 survives JSON)
+        # the served values are the registered generator's (float32 survives JSON)
         g = tracking.load_generator("models:/vibgan-serve@champion", tracking_uri=registered.uri)
-        assert np.array_equal(x, g.sample("inner", 2, seed=5))
+        # equal up to float rounding: the server process may use another torch thread count (reduction order)
+        np.testing.assert_allclose(x, g.sample("inner", 2, seed=5), rtol=1e-5, atol=1e-6)
         # physically plausible: the level of the class's training signals, and a spectrum that is not flat
         rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
         assert 1 / 3 < rms / class_rms(registered.data, "inner") < 3

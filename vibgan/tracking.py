@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -304,7 +305,7 @@ class MlflowTracker:
             for k in chunk:
                 self._pending_tags.pop(k, None)
         while self._pending:
-            chunk = [self._pending[i] for i in range(min(1000, len(self._pending)))]
+            chunk = list(itertools.islice(self._pending, 1000))
             if not self._call("metrics", self.client.log_batch, self.run_id, metrics=chunk):
                 return
             for _ in chunk:
@@ -380,32 +381,38 @@ class MlflowTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         """Flush what is held back, mark the run ``status`` and report anything that could not be logged."""
+        from mlflow.entities import RunTag
+
         if self._finished:
             return
         self._finished = True
         self.status = status
-        for _ in range(2):  # the store may have come back; give it two chances
+        for attempt in range(2):  # the store may have come back; give it two chances
+            if attempt:
+                time.sleep(min(2.0, self.retry_interval_s))
             self._flush(force=True)
             if self._down_since is None:
                 break
-            time.sleep(min(2.0, self.retry_interval_s))
         un = self.unlogged
         lost = un["metric_points"] + un["metric_points_dropped"] + len(un["params"]) + len(un["tags"]) + \
             len(un["artifacts"])
+        up = self._down_since is None
         if self.failed_calls or lost or self.rejected:
+            if up:  # a store that is still away would only fail (and time out) again
+                self._call("tags", self.client.log_batch, self.run_id,
+                           tags=[RunTag("vibgan.tracking_failures", str(self.failed_calls)),
+                                 RunTag("vibgan.tracking_unlogged", str(lost))])
             report = {"run_id": self.run_id, "tracking_uri": redact(self.tracking_uri), "status": status,
-                      "failed_calls": self.failed_calls, "unlogged": un,
+                      "store_answers_at_end": up, "failed_calls": self.failed_calls, "unlogged": un,
                       "metrics_unlogged": [{"key": m.key, "step": m.step, "value": m.value}
-                                           for m in list(self._pending)[:10_000]]}
+                                           for m in itertools.islice(self._pending, 10_000)]}
+            where = ""
             if self.out_dir is not None:
                 path = self.out_dir / FAILURES_FILE
                 with contextlib.suppress(OSError):
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-            tags = {"vibgan.tracking_failures": str(self.failed_calls), "vibgan.tracking_unlogged": str(lost)}
-            self._call("tags", self.client.set_tag, self.run_id, "vibgan.tracking_failures", tags["vibgan.tracking_failures"])
-            self._call("tags", self.client.set_tag, self.run_id, "vibgan.tracking_unlogged", tags["vibgan.tracking_unlogged"])
-            where = f"; details in {self.out_dir / FAILURES_FILE}" if self.out_dir is not None else ""
+                    where = f"; details in {path}"
             if lost:
                 print(f"warning: tracking: {lost} items could not be logged to {redact(self.tracking_uri)} "
                       f"({un['metric_points'] + un['metric_points_dropped']} metric points, {len(un['artifacts'])} "
@@ -414,7 +421,7 @@ class MlflowTracker:
             else:
                 print(f"tracking: {self.failed_calls} store calls failed during the run; everything held back "
                       f"was logged later{where}", file=sys.stderr)
-        if not self._call("run status", self.client.set_terminated, self.run_id, status):
+        if not (up and self._call("run status", self.client.set_terminated, self.run_id, status)):
             print(f"warning: tracking: run {self.run_id} could not be marked {status}; it shows as RUNNING in "
                   f"{redact(self.tracking_uri)}", file=sys.stderr)
 
