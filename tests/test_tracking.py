@@ -263,6 +263,13 @@ def test_load_errors_are_model_errors(store, tmp_path):
         tracking.load_generator(tmp_path / "missing")
     with pytest.raises(ModelError, match="neither a vibgan generator"):
         tracking.load_generator(tmp_path)
+    with pytest.raises(ModelError, match="not a torch device"):
+        tracking.load_generator(tmp_path, device="gpu please")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="not available on this machine"):
+            tracking.load_generator(tmp_path, device="cuda")
 
 
 @pytest.fixture()

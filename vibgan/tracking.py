@@ -1056,10 +1056,24 @@ def _safetensors_compat() -> None:
         safetensors.SafetensorsError = safetensors.SafetensorError
 
 
+def _check_device(device) -> None:
+    import torch
+
+    from vibgan.errors import ModelError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ModelError(f"device {device!r}: not a torch device ({e}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ModelError(f"device {device!r}: not available on this machine; use cpu")
+
+
 def _load_checked(root: Path, device: str = "cpu"):
     from vibgan.networks import TrainedGenerator
 
     _safetensors_compat()
+    _check_device(device)
     root = Path(root)
     _check_untrusted(root)
     gen_dir = _generator_dir(root)
