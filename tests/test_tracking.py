@@ -512,3 +512,12 @@ def test_generate_from_the_registry_records_the_version(run, store, tmp_path):
     assert g.provenance["model_run_id"] == run.run_id and g.provenance["seed"] == 9
     k = run.result.generator.classes.index("outer")
     assert np.array_equal(g.signals, run.result.generator.sample("outer", 3, seed=9 + k))
+
+
+def test_model_card_carries_the_fidelity_table(run):
+    card = tracking.model_card(run.result, run.cfg, report(False), run.tracker.dicts["data/provenance.json"],
+                               name=NAME, run_id=run.run_id)
+    assert "Overall: **does not pass every check**" in card
+    assert "| inner | 1.10 | 0.80 | inner | - / - | - / - | - | - | - |" in card
+    assert run.tracker.dicts["data/provenance.json"]["train_signals_sha256"] in card
+    assert f'vibgan.load_generator("models:/{NAME}@champion")' in card

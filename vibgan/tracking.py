@@ -831,16 +831,20 @@ def model_card(result, cfg, report=None, provenance: dict[str, Any] | None = Non
         rd = report.to_dict()
         lines.append(f"Overall: **{'PASS' if rd.get('passed') else 'does not pass every check'}** "
                      f"(thresholds: {json.dumps(rd.get('thresholds', {}), default=str)})")
-        lines += ["", "| class | lsd_db | floor_db | nearest class | envelope hit rate (gen / real) | spread | passes |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| class | lsd_db | floor_db | nearest class | envelope hit rate (gen / real) | "
+                  "median kurtosis (gen / real) | spread ratio | C2ST accuracy | failed checks |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
         def fmt(v):
-            return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else str(v)
+            return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else "-"
 
         for label, c in rd.get("classes", {}).items():
+            failed = [k for k, ok in (c.get("checks") or {}).items() if ok is False]
             lines.append(f"| {label} | {fmt(c.get('lsd_db'))} | {fmt(c.get('floor_db'))} | {c.get('nearest_class')} | "
-                         f"{fmt(c.get('envelope_hit_rate'))} / {fmt(c.get('real_envelope_hit_rate'))} | "
-                         f"{fmt(c.get('spread_ratio'))} | {c.get('passes')} |")
+                         f"{fmt(c.get('envelope_hit_rate'))} / {fmt(c.get('envelope_hit_rate_real'))} | "
+                         f"{fmt(c.get('kurtosis_median'))} / {fmt(c.get('kurtosis_median_real'))} | "
+                         f"{fmt(c.get('spread_ratio'))} | {fmt(c.get('c2st_accuracy'))} | "
+                         f"{', '.join(failed) if failed else ('none' if c.get('passes') else '-')} |")
     lines += ["", "## Limits",
               "- Conditions (rpm, load) outside those seen in training are extrapolation: check spectra before use.",
               "- A generator trained on simulated bearings reproduces the simulator, not a real machine.",
