@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     data = prepare_data(cfg)
     print(f"data: {len(data.classes)} classes {data.classes}, fs {data.fs:g} Hz, segments of {data.length} samples, "
           f"{len(data.train_parts)} recordings ({time.perf_counter() - t0:.1f} s)")
-    tracker = _tracker(cfg, args)
+    tracker = _tracker(cfg, args, data)
     status = "FAILED"
     try:
         result = train(cfg, data, tracker, resume=args.resume)
@@ -91,18 +91,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tracker(cfg, args):
+def _tracker(cfg, args, data):
     from vibgan import tracking
 
-    if not cfg.tracking.enabled or not hasattr(tracking, "start_run"):
+    if not cfg.tracking.enabled:
         return tracking.NullTracker()
-    return tracking.start_run(cfg, resume=args.resume)
+    return tracking.start_run(cfg, resume=args.resume, data=data)
 
 
 def _register(cfg, result, report, tracker) -> None:
     from vibgan import tracking
 
-    if cfg.tracking.enabled and hasattr(tracking, "log_generator"):
+    if cfg.tracking.enabled:
         info = tracking.log_generator(tracker, result, cfg, report)
         if info:
             print(f"  registered:  {info}")

@@ -127,6 +127,7 @@ class TrackingConfig:
     uri: str = ""
     experiment: str = "vibgan"
     register_name: str = "vibgan-sim"
+    champion_if: str = "passed"  # passed | passed-or-first | always | never: when a new version becomes champion
     run_name: str = ""
 
 
@@ -173,6 +174,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        if value != value or abs(value) > 1e308:  # nan, inf, or an integer too large for a float
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -229,6 +232,8 @@ def _parse_override_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise ConfigError(f"--set value {text[:40]!r}...: nested too deeply") from None
 
 
 def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:
@@ -272,6 +277,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {p}: not valid TOML ({e})") from None
+        except RecursionError:
+            raise ConfigError(f"config file {p}: not valid TOML (nested too deeply)") from None
         dp = data.get("data", {}).get("path") if isinstance(data.get("data"), dict) else None
         if isinstance(dp, str) and dp and not Path(dp).is_absolute():
             cand = (p.parent / dp).resolve()
@@ -349,6 +356,8 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("train.device", "auto, cpu, cuda or cuda:N", t.device)
     if not 0 <= t.ema_decay < 1:
         bad("train.ema_decay", "0 <= decay < 1", t.ema_decay)
+    if cfg.tracking.champion_if not in ("passed", "passed-or-first", "always", "never"):
+        bad("tracking.champion_if", "one of passed, passed-or-first, always, never", cfg.tracking.champion_if)
     unknown = set(t.lambdas) - {"adv", "spectral", "kurtosis"}
     if unknown:
         bad("train.lambdas", "keys among adv, spectral, kurtosis", sorted(unknown))

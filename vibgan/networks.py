@@ -349,13 +349,17 @@ class TrainedGenerator:
         if n < 1:
             raise VibganError(f"sample: n must be at least 1, got {n}")
         seen = self.conditions.get(label) or [[0.0, 0.0]]
-        rpm = float(seen[0][0] if rpm is None else rpm)
-        load_hp = float(seen[0][1] if load_hp is None else load_hp)
+        try:
+            rpm = float(seen[0][0] if rpm is None else rpm)
+            load_hp = float(seen[0][1] if load_hp is None else load_hp)
+            length = self.length if length is None else int(length)
+        except (TypeError, ValueError, OverflowError):
+            raise VibganError(f"sample: rpm, load_hp and length must be numbers, got rpm={rpm!r}, "
+                              f"load_hp={load_hp!r}, length={length!r}") from None
         if not math.isfinite(rpm) or rpm < 0 or rpm > 100_000:
             raise VibganError(f"sample: rpm must be a shaft speed in 0-100000 rpm, got {rpm!r}")
         if not math.isfinite(load_hp) or load_hp < 0 or load_hp > 10_000:
             raise VibganError(f"sample: load_hp must be a non-negative load in hp, got {load_hp!r}")
-        length = self.length if length is None else int(length)
         hop = getattr(self.model, "hop", None)
         if hop is None and length != self.length:
             raise VibganError(f"sample: this dense generator produces exactly {self.length} samples, not {length}")
@@ -367,9 +371,16 @@ class TrainedGenerator:
     def iter_samples(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
                      seed: int | None = None, length: int | None = None, batch_size: int = 256):
         """Yield arrays (b, C, T) in physical units, n segments in all, in batches (memory stays flat)."""
+        from vibgan.errors import VibganError
+
         n, rpm, load_hp, length = self._check_request(label, n, rpm, load_hp, length)
+        if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or int(batch_size) < 1:
+            raise VibganError(f"sample: batch_size must be a whole number >= 1, got {batch_size!r}")
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        try:
+            gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        except (TypeError, ValueError, OverflowError, RuntimeError):
+            raise VibganError(f"sample: seed must be a whole number of at most 64 bits, got {seed!r}") from None
         k = self.classes.index(label)
         done = 0
         with torch.inference_mode():
@@ -419,7 +430,7 @@ class TrainedGenerator:
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> TrainedGenerator:
         """Load a generator saved by ``save``: safetensors weights and JSON only, nothing executed."""
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from vibgan.config import ModelConfig, _from_dict
@@ -438,11 +449,11 @@ class TrainedGenerator:
             model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
                                     length=int(meta["length"]), fs=float(meta["fs"]), geometry=meta.get("geometry", "6205"))
             normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
-        except (ValueError, KeyError, TypeError, _CE) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, _CE) as e:  # e.g. "model": [], widths < 0
             raise ModelError(f"{mpath}: not a valid vibgan generator description ({type(e).__name__}: {e})") from None
         try:
             weights = load_file(str(wpath), device="cpu")
-        except (SafetensorsError, OSError, ValueError) as e:
+        except (SafetensorError, OSError, ValueError) as e:
             raise ModelError(f"{wpath}: not a readable safetensors file ({e})") from None
         try:
             model.load_state_dict(weights, strict=True)

@@ -871,7 +871,6 @@ def save_model(generator_dir: str | Path, path: str | Path, *, card: str | None 
     from vibgan.networks import TrainedGenerator
 
     generator_dir, path = Path(generator_dir), Path(path)
-    _safetensors_compat()
     gen = TrainedGenerator.load(generator_dir)  # a broken generator must fail here, not at serving time
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -1051,15 +1050,6 @@ def _generator_dir(root: Path) -> Path:
     return data
 
 
-def _safetensors_compat() -> None:
-    """networks.TrainedGenerator.load imports ``safetensors.SafetensorsError``; safetensors names it
-    ``SafetensorError``. Alias it until networks.py imports the right name (then this does nothing)."""
-    import safetensors
-
-    if not hasattr(safetensors, "SafetensorsError") and hasattr(safetensors, "SafetensorError"):
-        safetensors.SafetensorsError = safetensors.SafetensorError
-
-
 def _check_device(device) -> None:
     import torch
 
@@ -1076,7 +1066,6 @@ def _check_device(device) -> None:
 def _load_checked(root: Path, device: str = "cpu"):
     from vibgan.networks import TrainedGenerator
 
-    _safetensors_compat()
     _check_device(device)
     root = Path(root)
     _check_untrusted(root)
