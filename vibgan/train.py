@@ -286,7 +286,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise ModelError(f"checkpoint {path}: refused or unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        first = (str(e).splitlines() or [""])[0][:200]  # EOFError() of a truncated file has no message
+        raise ModelError(f"checkpoint {path}: refused or unreadable ({type(e).__name__}: {first})") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,6 +336,11 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     t_cfg = cfg.train
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
+    try:  # an unusable output directory is an error before any work, not a traceback at the first checkpoint
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"output directory {out}: cannot create {ckpt_dir} ({e.strerror or e}); "
+                            "choose another --out") from None
     device = pick_device(t_cfg.device)
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
@@ -502,7 +508,13 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     calibrate_equalizer(g_final, data, eval_gen_seed)
     lsd = evaluate_lsd(g_final, data, real_db, band, eval_gen_seed)
     trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
-    gen_dir = trained.save(out / "generator")
+    from safetensors import SafetensorError
+
+    try:
+        gen_dir = trained.save(out / "generator")
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as SafetensorError
+        raise TrainingError(f"generator {out / 'generator'}: could not be written ({e}); the checkpoints in "
+                            f"{ckpt_dir} are intact: free space, then rerun with --resume") from None
     curves = plot_losses(state.history, out / "loss_curves.png")
     tracker.log_artifact(curves, "plots")
     steps_run = state.step - start_step
