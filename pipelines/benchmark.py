@@ -308,10 +308,10 @@ def time_training(cfg, data, *, warmup: int, steps: int) -> dict[str, Any]:
             sync()
             counter.__exit__(None, None, None)
             inside[0] = False
-            marks["t0"] = time.perf_counter()
+            marks["t0"], marks["c0"] = time.perf_counter(), time.process_time()
         elif s == warmup + 1 + steps:
             sync()
-            marks["t1"] = time.perf_counter()
+            marks["t1"], marks["c1"] = time.perf_counter(), time.process_time()
             raise _Stop
 
     with tempfile.TemporaryDirectory(prefix="vibgan-bench-") as tmp:
@@ -328,6 +328,8 @@ def time_training(cfg, data, *, warmup: int, steps: int) -> dict[str, Any]:
     if "t1" not in marks:
         raise RuntimeError("training ended before the timed steps were done")
     sps = steps / (marks["t1"] - marks["t0"])
+    # CPU seconds this process got per wall second and thread: well below 1 means the cores were shared
+    cpu_share = (marks["c1"] - marks["c0"]) / ((marks["t1"] - marks["t0"]) * torch.get_num_threads())
     flops = int(counter.get_total_flops())
     by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
     G, D = build_models(cfg.model, n_classes=len(data.classes), channels=len(data.channels), length=data.length,
@@ -336,7 +338,7 @@ def time_training(cfg, data, *, warmup: int, steps: int) -> dict[str, Any]:
             "batch_size": t_cfg.batch_size, "segment_length": data.length, "classes": len(data.classes),
             "loss": t_cfg.loss, "lambdas": dict(t_cfg.lambdas), "params_g": count_parameters(G),
             "params_d": count_parameters(D), "warmup_steps": warmup, "timed_steps": steps, "steps_per_s": sps,
-            "flops_per_step": flops, "flops_by_op": by_op, "achieved_flops": flops * sps, "wall_s_incl_setup": wall}
+            "flops_per_step": flops, "flops_by_op": by_op, "achieved_flops": flops * sps, "cpu_share": cpu_share, "wall_s_incl_setup": wall}
 
 
 def speed_configs(args: argparse.Namespace, cwru: Path | None) -> dict[str, Any]:
@@ -426,19 +428,39 @@ def time_validation(n_fake: int, cwru: Path | None, seed: int = 0) -> dict[str, 
             "scaled": sum(per) != 10_000}
 
 
-def peak_rss(cmd: list[str], env: dict[str, str] | None = None, poll_s: float = 0.25) -> dict[str, Any]:
-    """Run ``cmd`` as a child process; its peak resident memory (os.wait4 rusage) and an RSS trace (Linux)."""
-    import resource  # noqa: F401  (Unix only: documents the dependency of os.wait4's rusage)
+#: Runs a Python script and, at exit, writes the peak resident memory of its own address space (VmHWM, KiB).
+#: getrusage's ru_maxrss cannot be used for this: on Linux a child inherits the parent's high-water mark
+#: through fork/exec, so every child of a 1 GB benchmark process would report >= 1 GB.
+_HWM_WRAPPER = """
+import atexit, runpy, sys
+out = sys.argv[1]
+sys.argv = sys.argv[2:]
+def _hwm():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    with open(out, "w") as o:
+                        o.write(line.split()[1])
+    except OSError:
+        pass
+atexit.register(_hwm)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
-    with tempfile.TemporaryFile() as log:
+
+def peak_rss(script: str | Path, script_args: list[str], env: dict[str, str] | None = None,
+             poll_s: float = 0.25) -> dict[str, Any]:
+    """Run a Python script in a child process: its peak resident memory in MB (VmHWM of the child's own address
+    space, Linux), an RSS trace [[s, MB], ...] sampled every ``poll_s``, wall time, exit code and log tail."""
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as tmp:
+        hwm_file = Path(tmp) / "hwm"
+        cmd = [sys.executable, "-c", _HWM_WRAPPER, str(hwm_file), str(script), *script_args]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
         trace: list[tuple[float, float]] = []
         status_file = Path(f"/proc/{proc.pid}/status")
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
+        while proc.poll() is None:
             try:
                 for line in status_file.read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -447,13 +469,12 @@ def peak_rss(cmd: list[str], env: dict[str, str] | None = None, poll_s: float = 
             except OSError:
                 pass
             time.sleep(poll_s)
-        proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         log.seek(0)
         tail = log.read().decode("utf-8", "replace")[-2000:]
-    maxrss_kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
-    return {"cmd": " ".join(cmd[1:]) if cmd and cmd[0] == sys.executable else " ".join(cmd), "rc": proc.returncode,
-            "wall_s": wall, "peak_rss_mb": maxrss_kib / 1024, "rss_trace_mb": _thin(trace), "log_tail": tail}
+        peak = int(hwm_file.read_text()) / 1024 if hwm_file.is_file() else (max(r for _, r in trace) if trace else None)
+    return {"cmd": " ".join([Path(script).name, *script_args]), "rc": proc.returncode, "wall_s": wall,
+            "peak_rss_mb": peak, "rss_trace_mb": _thin(trace), "log_tail": tail}
 
 
 def _thin(trace: list[tuple[float, float]], k: int = 12) -> list[list[float]]:
@@ -466,20 +487,18 @@ def _thin(trace: list[tuple[float, float]], k: int = 12) -> list[list[float]]:
 def memory_runs(args: argparse.Namespace, gen, cfgs: dict[str, Any], tmp: Path) -> dict[str, Any]:
     """Peak RSS of pipelines/train.py (each config) and of pipelines/generate.py writing n segments to HDF5."""
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    py = sys.executable
     out: dict[str, Any] = {"training": {}, "generation": []}
     for name, cfg in cfgs.items():
         if isinstance(cfg, str) or name not in (args.mem_cases or args.cases):
             continue
         cfg_file = CONFIGS / SPEED_CASES[name][0]
-        cmd = [py, str(ROOT / "pipelines" / "train.py"), "--config", str(cfg_file), "--steps", str(args.mem_steps),
-               "--no-tracking", "--no-report", "--out", str(tmp / f"train-{name}"),
+        cmd = ["--config", str(cfg_file), "--steps", str(args.mem_steps), "--no-tracking", "--no-report", "--out", str(tmp / f"train-{name}"),
                "--set", f"train.threads={args.threads}", "--set", "train.progress=false"]
         for o in SPEED_CASES[name][1]:
             cmd += ["--set", o]
         if name == "cwru":
             cmd += ["--set", f"data.path={str(cfg.data.path)!r}"]
-        r = peak_rss(cmd, env)
+        r = peak_rss(ROOT / "pipelines" / "train.py", cmd, env)
         r["steps"] = args.mem_steps
         print(f"  memory: train {name}: peak RSS {r['peak_rss_mb']:.0f} MB ({r['wall_s']:.0f} s, rc {r['rc']})")
         out["training"][name] = r
@@ -488,9 +507,8 @@ def memory_runs(args: argparse.Namespace, gen, cfgs: dict[str, Any], tmp: Path) 
     for n in args.mem_n:
         per = max(1, math.ceil(n / n_labels))
         h5 = tmp / f"gen-{n}.h5"
-        cmd = [py, str(ROOT / "pipelines" / "generate.py"), "--model", str(gdir), "--n", str(per), "--out", str(h5),
-               "--seed", "0", "--no-progress"]
-        r = peak_rss(cmd, env)
+        cmd = ["--model", str(gdir), "--n", str(per), "--out", str(h5), "--seed", "0", "--no-progress"]
+        r = peak_rss(ROOT / "pipelines" / "generate.py", cmd, env)
         r["segments"] = per * n_labels
         r["file_mb"] = h5.stat().st_size / 1024**2 if h5.exists() else None
         h5.unlink(missing_ok=True)
@@ -522,6 +540,7 @@ def run_speed(args: argparse.Namespace) -> int:
         args.gen_n, args.gen_batch, args.val_n = min(args.gen_n, 16), [16], min(args.val_n, 100)
         args.mem_n, args.mem_steps = [8], 1
     torch.set_num_threads(max(1, args.threads))
+    t_run, c_run = time.perf_counter(), time.process_time()
     cwru = _cwru_dir(args)
     info = machine(torch.get_num_threads())
     print(f"speed benchmark: {info['cpu']}, {info['cpu_count']} CPU(s), torch {info['torch']} with "
@@ -582,9 +601,11 @@ def run_speed(args: argparse.Namespace) -> int:
     memory: dict[str, Any] = {}
     if not args.no_memory:
         with tempfile.TemporaryDirectory(prefix="vibgan-bench-mem-", dir=_tmp_parent(args.out)) as tmp:
-            memory = memory_runs(args, gen, cfgs, Path(tmp))
+            memory = memory_runs(args, gen, cfgs, Path(tmp).resolve())
 
     info["loadavg_end"] = _loadavg()
+    info["wall_s"] = time.perf_counter() - t_run
+    info["cpu_share"] = (time.process_time() - c_run) / (info["wall_s"] * torch.get_num_threads())
     result = {"benchmark": "speed", "machine": info, "settings": _settings(args), "matmul_peak": peak,
               "training": training, "skipped": skipped, "generation": generation, "validation": validation,
               "memory": memory}
@@ -606,7 +627,7 @@ def load_default(args: argparse.Namespace):
 
 
 def _tmp_parent(out: str) -> str:
-    p = Path(out)
+    p = Path(out).resolve()
     p.mkdir(parents=True, exist_ok=True)
     return str(p)
 
@@ -637,10 +658,10 @@ def speed_summary(r: dict) -> dict[str, Any]:
 def print_speed(r: dict) -> None:
     print()
     print("matmul peak: " + ", ".join(f"{k} {v['best_flops'] / 1e9:.1f} GFLOP/s" for k, v in r["matmul_peak"].items()))
-    _print_table(["training", "device", "batch x T", "steps/s", "GFLOP/step", "GFLOP/s", "% of peak"],
+    _print_table(["training", "device", "batch x T", "steps/s", "GFLOP/step", "GFLOP/s", "% of peak", "CPU share"],
                  [[t["case"], f"{t['device']} {t['precision']}", f"{t['batch_size']} x {t['segment_length']}",
                    t["steps_per_s"], t["flops_per_step"] / 1e9, t["achieved_flops"] / 1e9,
-                   100 * t["peak_fraction"]] for t in r["training"]])
+                   100 * t["peak_fraction"], t["cpu_share"]] for t in r["training"]])
     for k, v in r["skipped"].items():
         print(f"  {k}: {v}")
     print()
@@ -661,7 +682,9 @@ def print_speed(r: dict) -> None:
         if e:
             print(f"1,000,000 segments ({e['file_gb']:.1f} GB of float32): about {e['hours']:.1f} h at "
                   f"{e['segments_per_s']:.0f} segments/s; peak RSS as measured ({e['peak_rss_mb_max_measured']:.0f} MB)")
-    print(f"load average: start {r['machine']['loadavg_start']}, end {r['machine']['loadavg_end']}")
+    m = r["machine"]
+    print(f"load average: start {m['loadavg_start']}, end {m['loadavg_end']}; this process got "
+          f"{m['cpu_share']:.2f} of its {m['torch_threads']} thread(s) over the run ({m['wall_s']:.0f} s, children excluded)")
 
 
 # --------------------------------------------------------------------------------------------------
