@@ -372,10 +372,17 @@ def untrained_generator(cfg, data, seed: int = 0):
 
 
 def time_generation(gen, n: int, batch_size: int) -> dict[str, float]:
-    """Segments/s and x real time of TrainedGenerator.iter_samples for n segments of the last class."""
+    """Segments/s and x real time of TrainedGenerator.iter_samples for n segments of the last class, and the
+    generator's model FLOPs per segment (FlopCounterMode on one warm-up batch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     label = gen.classes[-1]
-    for _ in gen.iter_samples(label, min(n, batch_size), batch_size=batch_size, seed=1):  # warm-up
-        pass
+    b = min(n, batch_size)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for _ in gen.iter_samples(label, b, batch_size=batch_size, seed=1):  # warm-up, counted
+            pass
+    flops_per_segment = counter.get_total_flops() / b
     t = time.perf_counter()
     done = 0
     for x in gen.iter_samples(label, n, batch_size=batch_size, seed=0):
@@ -384,7 +391,8 @@ def time_generation(gen, n: int, batch_size: int) -> dict[str, float]:
     seg_s = done / dt
     samples_s = seg_s * gen.length * len(gen.channels)
     return {"batch_size": batch_size, "segments": done, "seconds": dt, "segments_per_s": seg_s,
-            "samples_per_s": samples_s, "realtime_factor": samples_s / REAL_TIME_FS, "segment_length": gen.length}
+            "samples_per_s": samples_s, "realtime_factor": samples_s / REAL_TIME_FS, "segment_length": gen.length,
+            "flops_per_segment": flops_per_segment, "achieved_flops": flops_per_segment * seg_s}
 
 
 def time_validation(n_fake: int, cwru: Path | None, seed: int = 0) -> dict[str, Any]:
@@ -540,7 +548,7 @@ def run_speed(args: argparse.Namespace) -> int:
         args.gen_n, args.gen_batch, args.val_n = min(args.gen_n, 16), [16], min(args.val_n, 100)
         args.mem_n, args.mem_steps = [8], 1
     torch.set_num_threads(max(1, args.threads))
-    t_run, c_run = time.perf_counter(), time.process_time()
+    t_run, c_run = time.perf_counter(), _cpu_s()
     cwru = _cwru_dir(args)
     info = machine(torch.get_num_threads())
     print(f"speed benchmark: {info['cpu']}, {info['cpu_count']} CPU(s), torch {info['torch']} with "
@@ -589,6 +597,7 @@ def run_speed(args: argparse.Namespace) -> int:
         for bs in args.gen_batch:
             r = time_generation(gen, args.gen_n, bs)
             r["device"] = dev
+            r["peak_fraction"] = r["achieved_flops"] / peak[f"{dev}/fp32"]["best_flops"]
             generation.append(r)
             print(f"  generation [{dev}, batch {bs}]: {r['segments_per_s']:.0f} segments/s of {r['segment_length']}, "
                   f"{r['realtime_factor']:.0f}x real time")
@@ -605,7 +614,7 @@ def run_speed(args: argparse.Namespace) -> int:
 
     info["loadavg_end"] = _loadavg()
     info["wall_s"] = time.perf_counter() - t_run
-    info["cpu_share"] = (time.process_time() - c_run) / (info["wall_s"] * torch.get_num_threads())
+    info["cpu_share"] = (_cpu_s() - c_run) / (info["wall_s"] * torch.get_num_threads())
     result = {"benchmark": "speed", "machine": info, "settings": _settings(args), "matmul_peak": peak,
               "training": training, "skipped": skipped, "generation": generation, "validation": validation,
               "memory": memory}
@@ -618,6 +627,14 @@ def run_speed(args: argparse.Namespace) -> int:
     finally:
         tracker.finish("FINISHED")
     return 0
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (user + system)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def load_default(args: argparse.Namespace):
@@ -645,7 +662,8 @@ def speed_summary(r: dict) -> dict[str, Any]:
             "steps_per_s": t["steps_per_s"], "gflops": t["achieved_flops"] / 1e9, "peak_fraction": t["peak_fraction"]}
     for g in r["generation"]:
         s["generation"][f"{g['device']}/batch{g['batch_size']}"] = {
-            "segments_per_s": g["segments_per_s"], "realtime_factor": g["realtime_factor"]}
+            "segments_per_s": g["segments_per_s"], "realtime_factor": g["realtime_factor"],
+            "peak_fraction": g["peak_fraction"]}
     mem = r.get("memory") or {}
     if mem:
         s["peak_rss_mb"] = {f"train/{k}": v["peak_rss_mb"] for k, v in mem.get("training", {}).items()}
@@ -665,9 +683,10 @@ def print_speed(r: dict) -> None:
     for k, v in r["skipped"].items():
         print(f"  {k}: {v}")
     print()
-    _print_table(["generation", "batch", "segments/s", "samples/s", "x real time (12 kHz)"],
-                 [[g["device"], g["batch_size"], g["segments_per_s"], g["samples_per_s"], g["realtime_factor"]]
-                  for g in r["generation"]])
+    _print_table(["generation", "batch", "segments/s", "samples/s", "x real time (12 kHz)", "GFLOP/segment",
+                  "% of peak"],
+                 [[g["device"], g["batch_size"], g["segments_per_s"], g["samples_per_s"], g["realtime_factor"],
+                   g["flops_per_segment"] / 1e9, 100 * g["peak_fraction"]] for g in r["generation"]])
     v = r["validation"]
     print(f"\nvalidation: {v['seconds_per_10000']:.2f} s per 10,000 segments of 4,096 (measured on {v['n_fake']}, "
           f"{v['classes']} classes, {v['n_real']} real held-out, C2ST off)")
@@ -684,7 +703,7 @@ def print_speed(r: dict) -> None:
                   f"{e['segments_per_s']:.0f} segments/s; peak RSS as measured ({e['peak_rss_mb_max_measured']:.0f} MB)")
     m = r["machine"]
     print(f"load average: start {m['loadavg_start']}, end {m['loadavg_end']}; this process got "
-          f"{m['cpu_share']:.2f} of its {m['torch_threads']} thread(s) over the run ({m['wall_s']:.0f} s, children excluded)")
+          f"{m['cpu_share']:.2f} of its {m['torch_threads']} thread(s) over the run ({m['wall_s']:.0f} s, children included)")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ def test_speed_smoke(tmp_path):
     assert "aten.addmm" in cases["dense-seed"]["flops_by_op"]
     g = r["generation"][0]
     assert g["segments_per_s"] > 0 and g["realtime_factor"] > 0 and g["segment_length"] == 4096
+    assert g["flops_per_segment"] > 0 and 0 < g["peak_fraction"] < 1
     assert r["validation"]["seconds"] > 0 and r["validation"]["n_fake"] > 0
     mem = r["memory"]
     assert mem["training"]["dense-seed"]["rc"] == 0, mem["training"]["dense-seed"]["log_tail"]
