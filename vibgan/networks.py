@@ -449,7 +449,9 @@ class TrainedGenerator:
             model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
                                     length=int(meta["length"]), fs=float(meta["fs"]), geometry=meta.get("geometry", "6205"))
             normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
-        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, _CE) as e:  # e.g. "model": [], widths < 0
+            if not isinstance(meta.get("conditions", {}), dict):
+                raise TypeError(f"conditions: expected a table label -> [[rpm, load_hp], ...], got {meta['conditions']!r}")
+        except Exception as e:  # noqa: BLE001 (anything that fails to build from this untrusted description)
             raise ModelError(f"{mpath}: not a valid vibgan generator description ({type(e).__name__}: {e})") from None
         try:
             weights = load_file(str(wpath), device="cpu")
