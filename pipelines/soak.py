@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Soak and fuzz vibgan: kill training and generation at random moments, inject faults, fuzz the inputs.
 
-    python pipelines/soak.py                                  # 10 training kills, 4 generation kills, fuzz
+    python pipelines/soak.py                                  # 10 training kills, 4 generation kills, fuzz x 300
     python pipelines/soak.py --kills 20 --fuzz-examples 2000 --json soak.json
 
 What it does, all on the CPU with a tiny configuration (2 classes, segments of 1024, narrow networks):
@@ -125,19 +125,30 @@ def _wait_for_newer_checkpoint(proc: subprocess.Popen, ckpt_dir: Path, after: in
 
 
 def _random_kill_moment(proc: subprocess.Popen, ckpt_dir: Path, after: int, rng: random.Random,
-                        timeout_s: float) -> None:
-    """Return at a random moment after the first new checkpoint: 1 or 2 checkpoints later, then a random
-    fraction (0-1.5) of the measured time between two checkpoints, so a kill lands anywhere (in a step, in an
-    evaluation, in the middle of writing a checkpoint)."""
+                        timeout_s: float) -> str:
+    """Return at a random moment after the first new checkpoint, and say which kind of moment it is.
+
+    ``random``: 1 or 2 checkpoints later, then a random fraction (0-1.5) of the measured time between two
+    checkpoints, so the kill lands in a step, in an evaluation or (rarely) in a checkpoint write.
+    ``save`` (one cycle in three): the moment a checkpoint temp file appears, i.e. in the middle of writing it.
+    """
     if not _wait_for_newer_checkpoint(proc, ckpt_dir, after, timeout_s):
-        return
+        return "none"
+    if rng.random() < 1 / 3:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and proc.poll() is None:
+            if any(TEMP_RE.match(e.name) for e in os.scandir(ckpt_dir)):
+                return "save"
+            time.sleep(0.0005)
+        return "none"
     t_first, first = time.monotonic(), checkpoint_steps(ckpt_dir)[-1]
     if not _wait_for_newer_checkpoint(proc, ckpt_dir, first, timeout_s):
-        return
+        return "none"
     interval = time.monotonic() - t_first
     if rng.random() < 0.5 and not _wait_for_newer_checkpoint(proc, ckpt_dir, checkpoint_steps(ckpt_dir)[-1], timeout_s):
-        return
+        return "none"
     time.sleep(rng.uniform(0.0, 1.5 * interval))
+    return "random"
 
 
 def _resumed_step(log: str) -> int | None:
@@ -157,7 +168,8 @@ def kill_and_resume(out: Path, overrides: list[str], kills: int, rng: random.Ran
     ckpt_dir = out / "checkpoints"
     logs = out.parent / f"{out.name}-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    figures = {"kills": 0, "kills_landed": 0, "finished_before_kill": 0, "resumes": 0, "temp_files_seen": 0,
+    figures = {"kills": 0, "kills_landed": 0, "kills_aimed_at_a_save": 0, "finished_before_kill": 0, "resumes": 0,
+               "temp_files_seen": 0,
                "corrupt_checkpoints": 0, "resumed_from_older": 0, "kill_steps": [], "problems": []}
     expected_resume: int | None = None
     for cycle in range(kills + 1):
@@ -173,11 +185,12 @@ def kill_and_resume(out: Path, overrides: list[str], kills: int, rng: random.Ran
                     proc.wait(timeout=timeout_s)
                 else:
                     figures["kills"] += 1
-                    _random_kill_moment(proc, ckpt_dir, before, rng, timeout_s)
+                    moment = _random_kill_moment(proc, ckpt_dir, before, rng, timeout_s)
                     if proc.poll() is None:
                         os.kill(proc.pid, signal.SIGKILL)
                         proc.wait(timeout=30)
                         figures["kills_landed"] += 1
+                        figures["kills_aimed_at_a_save"] += moment == "save"
                     else:
                         figures["finished_before_kill"] += 1
             finally:
@@ -197,7 +210,7 @@ def kill_and_resume(out: Path, overrides: list[str], kills: int, rng: random.Ran
             figures["problems"].append(f"run {cycle}: exit status {proc.returncode}: {text[-800:]}")
             break
         audit = audit_checkpoints(ckpt_dir)
-        figures["temp_files_seen"] += len(audit["temps"])
+        figures["temp_files_seen"] += len(audit["temps"])  # a kill landed inside a checkpoint write
         figures["corrupt_checkpoints"] += len(audit["corrupt"])
         if audit["corrupt"] or audit["other"]:
             figures["problems"].append(f"after run {cycle}: corrupt {audit['corrupt']}, unexpected {audit['other']}")
@@ -319,13 +332,13 @@ def kill_generation(model: Path, target: Path, rng: random.Random, *, n: int = 2
 # --------------------------------------------------------------------------------------------------
 # In-process fault injection: disk full, tracking store away
 # --------------------------------------------------------------------------------------------------
-def disk_full_trial(work: Path, rng: random.Random, mode: str, reference: Path | None = None) -> dict:
+def disk_full_trial(work: Path, rng: random.Random, mode: str, reference: Path | None = None, steps: int = 6) -> dict:
     """Train the tiny config; ENOSPC at a random checkpoint (``mode``: ``save`` before any byte, ``partial``
     after half the bytes, ``replace`` at the rename). Then resume with the disk back and finish.
 
     Returns figures and problems: the error must be a TrainingError naming the disk error, the previous
-    checkpoint must load, no temp file may remain, and the finished run must equal ``reference`` (a final
-    checkpoint of the uninterrupted run) when given.
+    checkpoint must load, no temp file may remain, and the finished run must equal ``reference`` (the final
+    checkpoint of an uninterrupted run of ``steps`` steps) when given.
     """
     import errno
 
@@ -334,7 +347,7 @@ def disk_full_trial(work: Path, rng: random.Random, mode: str, reference: Path |
     from vibgan.errors import TrainingError
     from vibgan.train import latest_checkpoint, load_checkpoint, prepare_data, train
 
-    steps, every = 6, 2
+    every = 2
     cfg = load_small_config(work, small_overrides(steps, every))
     data = prepare_data(cfg)
     fail_at = rng.randint(2, steps // every)  # the n-th checkpoint write fails (the first always succeeds)
@@ -478,9 +491,9 @@ def tracking_outage_trial(work: Path, rng: random.Random, comes_back: bool) -> d
 # --------------------------------------------------------------------------------------------------
 # The soak run
 # --------------------------------------------------------------------------------------------------
-def run_fuzz(examples: int, work: Path) -> tuple[dict[str, int], int, str]:
-    """The property tests of tests/test_reliability.py with ``examples`` examples each: (cases per target,
-    pytest status, its last lines)."""
+def run_fuzz(examples: int, work: Path) -> tuple[dict[str, dict[str, int]], int, str]:
+    """The property tests of tests/test_reliability.py with ``examples`` examples each: ({"cases": per target,
+    "hangs": per target}, pytest status, its last lines)."""
     counts = work / "fuzz_counts.json"
     env = {**_env(), "VIBGAN_FUZZ_EXAMPLES": str(examples), "VIBGAN_FUZZ_COUNTS": str(counts)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -497,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gen-kills", type=int, default=4, help="SIGKILLs of generation runs (default 4)")
     p.add_argument("--disk-full", type=int, default=3, help="disk-full injections (default 3)")
     p.add_argument("--outages", type=int, default=2, help="tracking-store outages (default 2)")
-    p.add_argument("--fuzz-examples", type=int, default=500, help="hypothesis examples per fuzz target (default 500)")
+    p.add_argument("--fuzz-examples", type=int, default=300, help="hypothesis examples per fuzz target (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random kill moments and fault choices")
     p.add_argument("--work", help="working folder (default: a temporary folder, removed at the end)")
     p.add_argument("--json", help="also write the figures to this JSON file")
@@ -602,12 +615,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- fuzz
     t0 = time.perf_counter()
-    counts, status, tail = run_fuzz(args.fuzz_examples, work) if args.fuzz_examples > 0 else ({}, 0, "")
+    got, status, tail = run_fuzz(args.fuzz_examples, work) if args.fuzz_examples > 0 else ({}, 0, "")
+    counts, hangs = got.get("cases", {}), got.get("hangs", {})
     if status != 0:
         problems.append(f"fuzz tests failed (pytest status {status}):\n{tail}")
-    fig["fuzz"] = {"cases": counts, "total": sum(counts.values()), "pytest_status": status,
+    fig["fuzz"] = {"cases": counts, "total": sum(counts.values()), "hangs": hangs, "pytest_status": status,
                    "wall_s": round(time.perf_counter() - t0, 1)}
-    print(f"fuzz: {sum(counts.values())} cases, pytest status {status}", flush=True)
+    print(f"fuzz: {sum(counts.values())} cases, {sum(hangs.values())} hung in libhdf5, pytest status {status}",
+          flush=True)
 
     lost = (kr["corrupt_checkpoints"] + kr["resumed_from_older"] + (0 if equal else 1)
             + (g["kills"] - g["targets_intact"]) + g["half_written_accepted"]
@@ -636,8 +651,9 @@ def table(fig: dict) -> str:
         ("training kills survived (SIGKILL, then --resume)", f"{t['kills_landed']} of {t['kills']} "
          f"({t['finished_before_kill']} runs ended before the kill)"),
         ("resumes; resumed from an older checkpoint than the newest", f"{t['resumes']}; {t['resumed_from_older']}"),
-        ("checkpoints corrupt after a kill; temp files seen (ignored)", f"{t['corrupt_checkpoints']}; "
-         f"{t['temp_files_seen']}"),
+        ("kills aimed at a checkpoint write; temp files left by a kill (ignored on resume)",
+         f"{t['kills_aimed_at_a_save']}; {t['temp_files_seen']}"),
+        ("checkpoints corrupt after a kill", str(t["corrupt_checkpoints"])),
         ("final state equals the uninterrupted run (G, D, G_ema, optimisers, RNG, history)",
          str(t["final_equals_uninterrupted"])),
         ("generation kills survived; target intact", f"{g['kills_landed']} of {g['kills']}; {g['targets_intact']}"),
@@ -650,6 +666,8 @@ def table(fig: dict) -> str:
     for target, n in sorted(f["cases"].items()):
         rows.append((f"fuzz cases: {target}", str(n)))
     rows.append(("fuzz cases in all (pytest status)", f"{f['total']} ({f['pytest_status']})"))
+    for target, n in sorted(f["hangs"].items()):
+        rows.append((f"fuzz cases that hung in libhdf5 (child killed after 20 s): {target}", str(n)))
     faults = t["kills_landed"] + g["kills_landed"] + d["injections"] + o["outages"]
     rows.append(("faults injected in all", str(faults)))
     rows.append(("data lost (must be 0)", str(fig["data_lost"])))
