@@ -348,8 +348,13 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("train.loss", "one of minimax, nonsaturating, wgan-gp, hinge", t.loss)
     if t.d_steps < 1 or t.g_steps < 1:
         bad("train.d_steps/g_steps", "at least 1 each", (t.d_steps, t.g_steps))
-    if len(t.betas) != 2:
-        bad("train.betas", "two numbers [beta1, beta2]", t.betas)
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        bad("train.betas", "two numbers [beta1, beta2], each in [0, 1)", t.betas)
+    for k in ("lr_g", "lr_d", "lr_eq"):  # torch's optimisers would refuse them only once training starts
+        if getattr(t, k) <= 0:
+            bad(f"train.{k}", "a positive learning rate", getattr(t, k))
+    if t.threads < 0:
+        bad("train.threads", "0 (torch's default) or a positive number of CPU threads", t.threads)
     if t.precision not in ("fp32", "bf16", "fp16"):
         bad("train.precision", "one of fp32, bf16, fp16", t.precision)
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
