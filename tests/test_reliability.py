@@ -382,6 +382,13 @@ def test_non_finite_config_numbers_are_refused():
             load_config(None, [item])
 
 
+@pytest.mark.parametrize("item", ["train.threads=-3", "train.betas=[2.0, 0.9]", "train.lr_g=0.0", "train.lr_d=-1e-4"])
+def test_values_torch_would_reject_are_config_errors(item):
+    """Refused when the config loads, not as a torch traceback once the data is prepared."""
+    with pytest.raises(ConfigError, match=re.escape(item.split("=")[0])):
+        load_config(soak.DEFAULT_CONFIG, [item])
+
+
 def _check_generated(path: Path) -> None:
     """read_generated: a sound GeneratedSet or a DataError naming the file (runs in a child process)."""
     try:
