@@ -199,6 +199,8 @@ class ConvGenerator(nn.Module):
             ))
         self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
+        # each class (and condition) chooses which characteristic frequencies drive it: a gate per phase input
+        self.phase_gate = nn.Linear(embed, n_phase) if self.phase_inputs else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
 
@@ -229,6 +231,7 @@ class ConvGenerator(nn.Module):
         z, phase0, slip, fine = latent
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
+        gate = (1 + self.phase_gate(e)).unsqueeze(-1) if self.phase_gate is not None else None  # (B, 2K, 1)
         step = self.hop
         for level, blocks in enumerate(self.blocks):
             if level:
@@ -237,7 +240,7 @@ class ConvGenerator(nn.Module):
             h = h + self.noise_gain[level] * fine[..., ::step][..., : h.shape[-1]].to(h.dtype)
             if self.phase_inputs:
                 ph = self.phase_features(cond, phase0, slip, h.shape[-1], step).to(h.dtype)
-                h = h + self.phase_proj[level](ph)
+                h = h + self.phase_proj[level](ph * gate)
             for block in blocks:
                 h = block(h, e)
         x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
@@ -435,7 +438,6 @@ class TrainedGenerator:
 
         from vibgan.config import ModelConfig, _from_dict
         from vibgan.data import Normalizer
-        from vibgan.errors import ConfigError as _CE
         from vibgan.errors import ModelError
 
         directory = Path(directory)
