@@ -9,6 +9,7 @@ changes during training lives in one ``TrainState`` that checkpoints as a whole.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -130,7 +131,7 @@ class TrainData:
         )
 
     def to(self, device: torch.device) -> TrainData:
-        return dataclass_replace(self, signals=self.signals.to(device), lengths=self.lengths.to(device),
+        return dataclasses.replace(self, signals=self.signals.to(device), lengths=self.lengths.to(device),
                                  rec_class=self.rec_class.to(device), rec_cond=self.rec_cond.to(device))
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,12 +160,6 @@ class TrainData:
         kurt = losses.kurtosis(x).mean(dim=1)
         med = torch.stack([kurt[g == i].median() if (g == i).any() else kurt.new_tensor(3.0) for i in range(n_groups)])
         return db, torch.log(med)
-
-
-def dataclass_replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
 
 
 def load_recordings(cfg: Config) -> list[Recording]:
@@ -673,12 +668,6 @@ def plot_losses(history: dict[str, list[float]], path: Path) -> Path:
     plt.close(fig)
     return path
 
-
-def count_steps_per_second(history: dict[str, list[float]]) -> float:
-    """Steps per second over the evaluated part of a run (from the recorded wall times)."""
-    if len(history.get("wall_s", [])) < 2:
-        return math.nan
-    return (history["eval_step"][-1] - history["eval_step"][0]) / (history["wall_s"][-1] - history["wall_s"][0])
 
 
 # --------------------------------------------------------------------------------------------------
