@@ -17,7 +17,6 @@ failed (run again to resume); 4 a file failed verification (checksum, size, not 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import json
 import os
@@ -30,10 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 try:
-    from vibgan.data import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES
+    from vibgan.data import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES, sha256_file
 except ImportError:  # run from a checkout without installing vibgan
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from vibgan.data import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES
+    from vibgan.data import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES, sha256_file
 
 DEFAULT_DEST = Path(__file__).resolve().parent / "downloads"
 MANIFEST = "manifest.json"
@@ -67,12 +66,6 @@ def file_url(base_url: str, number: int) -> str:
     return f"{base_url.rstrip('/')}/{number}.mat"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(dest: Path) -> dict:
@@ -187,7 +180,7 @@ def fetch_one(number: int, dest: Path, base_url: str, manifest: dict, *, timeout
     entry = manifest["files"].get(name)
     known = KNOWN_SHA256.get(number)
     if final.exists() and (not force or verify_only):
-        digest = sha256_of(final)
+        digest = sha256_file(final)
         want = entry["sha256"] if entry else known
         if want and digest != want:
             raise FetchError(f"{final}: checksum mismatch (sha256 {digest[:16]}..., expected {want[:16]}... from "
@@ -205,7 +198,7 @@ def fetch_one(number: int, dest: Path, base_url: str, manifest: dict, *, timeout
                 interrupted = exc.code == NETWORK and final.with_name(name + ".part").exists()
                 if attempt == retries or not interrupted:
                     raise
-        digest = sha256_of(final)
+        digest = sha256_file(final)
         want = known or (entry["sha256"] if entry and not force else None)
         if want and digest != want:
             final.unlink()

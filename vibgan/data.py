@@ -11,6 +11,7 @@ Every problem with a user's file raises ``DataError`` naming the file, the field
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -240,6 +241,15 @@ def label_sort_key(label: Any) -> tuple:
     if text.lower() in _FAULT_RANK:
         return (0, _FAULT_RANK[text.lower()], 0, 0.0, text)
     return (1, 0, 0, 0.0, text)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (checksums for fetch manifests and provenance)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def parse_cwru_name(filename: str | os.PathLike) -> dict[str, Any]:

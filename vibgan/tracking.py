@@ -507,18 +507,13 @@ def pip_freeze() -> str:
     return "\n".join(seen[k] for k in sorted(seen)) + "\n"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_provenance(cfg, data) -> dict[str, Any]:
     """Where the training data came from: source, files with sha256, split, classes, fs, conditions, and a
     sha256 fingerprint of the exact (normalised) training signals."""
     from vibgan.config import to_dict
+    from vibgan.data import sha256_file
 
     d = cfg.data
     test = max(0.0, 1.0 - d.train_fraction - d.val_fraction)
@@ -541,7 +536,7 @@ def data_provenance(cfg, data) -> dict[str, Any]:
                      "fault": m.get("fault"), "train_samples": int(p.samples), "seed": m.get("seed")})
         sp = Path(src)
         if src and src not in files and sp.is_file():
-            files[src] = {"path": src, "bytes": sp.stat().st_size, "sha256": _sha256(sp)}
+            files[src] = {"path": src, "bytes": sp.stat().st_size, "sha256": sha256_file(sp)}
     prov["recordings"] = recs
     if files:
         prov["files"] = list(files.values())
