@@ -86,3 +86,45 @@ def test_kurtosis_of_gaussian_and_impulses():
     spikes = torch.zeros(1, 1, 1000)
     spikes[..., ::100] = 1.0  # 10 equal spikes in 1000 samples: kurtosis ~ 1/p = 100 * (1 - p)^... ~ 98
     assert losses.kurtosis(spikes).item() > 50
+
+
+def _am_noise(fm: float, n: int = 8, T: int = 4096, fs: float = 12000.0, seed: int = 0) -> torch.Tensor:
+    """A 3 kHz-band carrier amplitude-modulated at fm Hz: the envelope of a bearing fault."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(T) / fs
+    carrier = torch.sin(2 * math.pi * 3000 * t + 2 * math.pi * torch.rand(n, 1, 1, generator=g))
+    return carrier * (1 + 0.8 * torch.cos(2 * math.pi * fm * t)) + 0.05 * torch.randn(n, 1, T, generator=g)
+
+
+def test_envelope_log_spectrum_peaks_at_the_modulation_frequency_and_matches_spectral_module():
+    from vibgan.spectral import envelope_spectrum
+
+    x = _am_noise(162.0)
+    freqs, db = losses.envelope_log_spectrum(x, 12000.0, (2000.0, 5000.0))
+    assert freqs[0] >= 5 and freqs[-1] <= 500
+    peak = float(freqs[db.mean(0).argmax()])
+    assert abs(peak - 162.0) < 3.0
+    # same peak as the validation module's (numpy, Butterworth band-pass, zero-padded) envelope spectrum
+    f_np, s_np = envelope_spectrum(x[:, 0].numpy(), 12000.0, fmax=500.0)
+    sel = f_np >= 5
+    assert abs(f_np[sel][s_np.mean(0)[sel].argmax()] - peak) < 3.0
+    # relative to its own mean: the level of the signal does not matter, only the shape
+    _, db10 = losses.envelope_log_spectrum(10 * x, 12000.0, (2000.0, 5000.0))
+    assert torch.allclose(db, db10, atol=1e-3)
+
+
+def test_envelope_loss_separates_wrong_defect_rate_and_has_gradients():
+    real_db = losses.group_mean(losses.envelope_log_spectrum(_am_noise(162.0), 12000.0, (2000.0, 5000.0))[1],
+                                torch.zeros(8, dtype=torch.long), 1)[0]
+    same = _am_noise(162.0, seed=1).requires_grad_(True)
+    wrong = _am_noise(107.0, seed=1)
+    g = torch.zeros(8, dtype=torch.long)
+
+    def loss(x):
+        env, present = losses.group_mean(losses.envelope_log_spectrum(x, 12000.0, (2000.0, 5000.0))[1], g, 1)
+        return losses.envelope_loss(env, real_db, present)
+
+    l_same, l_wrong = loss(same), loss(wrong)
+    assert float(l_wrong) > 3 * float(l_same)
+    l_same.backward()
+    assert same.grad is not None and torch.isfinite(same.grad).all() and same.grad.abs().sum() > 0

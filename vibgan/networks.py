@@ -157,15 +157,34 @@ class ClassEqualizer(nn.Module):
         return out.view(b, c, t)
 
 
+class ClassProjection(nn.Module):
+    """A 1x1 convolution with its own weights per class: (B, C_in, T), y (B,) -> (B, C_out, T).
+
+    Each class chooses which characteristic frequencies drive it and how (an inner-race fault is
+    modulated at BPFI, an outer-race fault at BPFO, a healthy bearing by neither); zero-initialised.
+    """
+
+    def __init__(self, n_classes: int, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_classes, c_out, c_in))
+        self.bias = nn.Parameter(torch.zeros(n_classes, c_out))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(self.weight[y].to(x.dtype), x) + self.bias[y].to(x.dtype).unsqueeze(-1)
+
+
 class ConvGenerator(nn.Module):
     """Fully convolutional conditional generator for long vibration signals.
 
     Noise ``(B, noise_dim, T / prod(upsample))`` is upsampled by transposed convolutions, level by level,
     to the full rate; at each level dilated residual blocks with FiLM conditioning on (class embedding,
-    rpm, load) shape the waveform. Optional *phase inputs* join at every level: sin and cos of the phase
-    of the shaft rate, FTF, BPFO, BPFI and 2 x BSF at the requested rpm, each with a random start phase
-    and 1 % random speed slip. They let one network place impacts at the right defect rate for any
-    speed (physics-informed conditioning) instead of having to count samples. Any length that is a
+    rpm, load) shape the waveform. Optional *phase inputs* join at every level: sin, cos and a sharp
+    periodic pulse (exp(8 (cos - 1))) of the phase of the shaft rate, FTF, BPFO, BPFI and 2 x BSF at the
+    requested rpm, each with a random start phase and 1 % random speed slip, gated per class. They act
+    as a time-varying FiLM, h * (1 + scale(t)) + shift(t): the multiplication is what lets a pulse train
+    at BPFI *modulate* a resonance, i.e. impacts at the defect rate for any speed (physics-informed
+    conditioning) instead of counting samples. A level only sees the inputs it can represent (below
+    0.4 x its sample rate), so nothing aliases. Any length that is a
     multiple of ``prod(upsample)`` can be generated, longer than the training segments included.
     """
 
@@ -176,7 +195,7 @@ class ConvGenerator(nn.Module):
         self.hop = int(math.prod(cfg.upsample))
         self.phase_inputs = cfg.phase_inputs
         self.register_buffer("ratios", torch.tensor(characteristic_ratios(geometry), dtype=torch.float32))
-        n_phase = 2 * len(self.ratios)
+        n_phase = 3 * len(self.ratios)
         embed = cfg.embed_dim + 2
         k = cfg.kernel
         self.class_embed = nn.Embedding(n_classes, cfg.embed_dim)
@@ -193,14 +212,13 @@ class ConvGenerator(nn.Module):
                     nn.LeakyReLU(0.2),
                     nn.Conv1d(width, width, k, padding=k // 2),
                 ))
-            self.phase_proj.append(nn.Conv1d(n_phase, width, 1) if self.phase_inputs else nn.Identity())
+            if self.phase_inputs:  # per class: phase inputs -> (scale, shift); zero: starts as the identity
+                self.phase_proj.append(ClassProjection(n_classes, n_phase, 2 * width))
             self.blocks.append(nn.ModuleList(
                 ResBlock(width, k, 3 ** (i % 4), embed) for i in range(cfg.res_blocks[level])
             ))
         self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
-        # each class (and condition) chooses which characteristic frequencies drive it: a gate per phase input
-        self.phase_gate = nn.Linear(embed, n_phase) if self.phase_inputs else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
 
@@ -221,17 +239,20 @@ class ConvGenerator(nn.Module):
 
     def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
                        step: int = 1) -> torch.Tensor:
-        """sin/cos of the characteristic phases at every ``step``-th sample: (B, 2K, length) for shaft rate rpm/60."""
+        """sin, cos and a periodic pulse of the characteristic phases at every ``step``-th sample:
+        (B, 3K, length) for shaft rate rpm/60; inputs at or above 0.4 x the level's rate are zero (no aliasing)."""
         t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T_level,) s
         freq = (cond[:, :1].float() / 60.0) * self.ratios * slip  # (B, K) Hz
         phase = 2 * math.pi * freq.unsqueeze(-1) * t + phase0.unsqueeze(-1)  # (B, K, T_level)
-        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=1)
+        cos = torch.cos(phase)
+        pulse = torch.exp(8.0 * (cos - 1.0))  # narrow bump once per period: harmonics, like impacts
+        ok = (freq * step < 0.4 * self.fs).float().unsqueeze(-1)  # (B, K, 1) representable at this level
+        return torch.cat([torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(-1, keepdim=True)) * ok], dim=1)
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         z, phase0, slip, fine = latent
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
-        gate = (1 + self.phase_gate(e)).unsqueeze(-1) if self.phase_gate is not None else None  # (B, 2K, 1)
         step = self.hop
         for level, blocks in enumerate(self.blocks):
             if level:
@@ -240,7 +261,8 @@ class ConvGenerator(nn.Module):
             h = h + self.noise_gain[level] * fine[..., ::step][..., : h.shape[-1]].to(h.dtype)
             if self.phase_inputs:
                 ph = self.phase_features(cond, phase0, slip, h.shape[-1], step).to(h.dtype)
-                h = h + self.phase_proj[level](ph * gate)
+                scale, shift = self.phase_proj[level](ph, y).chunk(2, dim=1)
+                h = h * (1 + scale) + shift
             for block in blocks:
                 h = block(h, e)
         x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units

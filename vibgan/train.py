@@ -151,15 +151,20 @@ class TrainData:
         x = self.signals[rec.unsqueeze(1), idx]  # (n, T, C)
         return x.transpose(1, 2).contiguous(), y, self.rec_cond[rec], self.rec_group[rec]
 
-    def group_statistics(self, n_per_group: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Real per-group mean log-PSD (G, F) in dB and log median kurtosis (G,), in normalised units."""
+    def group_statistics(self, n_per_group: int = 64, seed: int = 0, envelope_band: tuple[float, float] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Real per-group mean log-PSD (G, F) in dB, log median kurtosis (G,) and, when ``envelope_band`` is
+        given, mean relative log envelope spectrum (G, F_env) in dB; all in normalised units."""
         gen = torch.Generator(device=self.signals.device).manual_seed(seed)
         n_groups = len(self.group_names)
         x, _, _, g = self.sample(2 * n_per_group * n_groups, gen)
         db, _ = losses.class_log_psd(x, g, n_groups, self.fs, nperseg=min(256, self.length))
         kurt = losses.kurtosis(x).mean(dim=1)
         med = torch.stack([kurt[g == i].median() if (g == i).any() else kurt.new_tensor(3.0) for i in range(n_groups)])
-        return db, torch.log(med)
+        env = None
+        if envelope_band is not None:
+            env, _ = losses.group_mean(losses.envelope_log_spectrum(x, self.fs, envelope_band)[1], g, n_groups)
+        return db, torch.log(med), env
 
 
 def load_recordings(cfg: Config) -> list[Recording]:
@@ -347,11 +352,15 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     G, D = build_models(cfg.model, n_classes=k_classes, channels=n_ch, length=T, fs=data.fs, geometry=data.geometry)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    # the equaliser's few log-gains and the per-class phase projections are well conditioned: larger steps
     eq_params = list(G.eq.parameters()) if getattr(G, "eq", None) is not None else []
-    eq_ids = {id(p) for p in eq_params}
-    groups = [{"params": [p for p in G.parameters() if id(p) not in eq_ids], "lr": t_cfg.lr_g}]
+    phase_params = list(G.phase_proj.parameters()) if getattr(G, "phase_inputs", False) else []
+    own = {id(p) for p in eq_params + phase_params}
+    groups = [{"params": [p for p in G.parameters() if id(p) not in own], "lr": t_cfg.lr_g}]
     if eq_params:
         groups.append({"params": eq_params, "lr": t_cfg.lr_eq})
+    if phase_params:
+        groups.append({"params": phase_params, "lr": t_cfg.lr_phase})
     opt_g = torch.optim.Adam(groups, lr=t_cfg.lr_g, betas=tuple(t_cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=t_cfg.lr_d, betas=tuple(t_cfg.betas))
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
@@ -373,8 +382,13 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
         print(f"resumed from {found} at step {state.step}")
 
     d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
-    lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, **t_cfg.lambdas}
-    real_db, real_logk = data.group_statistics(seed=t_cfg.seed + 7)  # (G, F) dB, (G,)
+    lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, "envelope": 0.0, **t_cfg.lambdas}
+    env_band = (float(t_cfg.envelope_band[0]), min(float(t_cfg.envelope_band[1]), IN_BAND * data.fs))
+    if lam["envelope"] and env_band[0] >= env_band[1]:
+        raise TrainingError(f"train.envelope_band {t_cfg.envelope_band} Hz lies above the signal band "
+                            f"(fs = {data.fs:g} Hz); lower it or set train.lambdas.envelope = 0")
+    real_db, real_logk, real_env = data.group_statistics(  # (G, F) dB, (G,), (G, F_env) dB
+        seed=t_cfg.seed + 7, envelope_band=env_band if lam["envelope"] else None)
     n_groups = len(data.group_names)
     freqs = torch.fft.rfftfreq(min(256, T), 1.0 / data.fs).to(device)
     band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
@@ -447,7 +461,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             x_fake = x_fake.float()  # spectral maths in float32, never half
             loss_adv = g_loss_fn(critic(x_fake, y, c))
             loss_g = lam["adv"] * loss_adv
-            loss_spec = loss_k = torch.zeros((), device=device)
+            loss_spec = loss_k = loss_env = torch.zeros((), device=device)
             if lam["spectral"]:
                 fake_db, present = losses.class_log_psd(x_fake, grp, n_groups, data.fs, nperseg=min(256, T))
                 loss_spec = losses.spectral_loss(fake_db, real_db, present, band)
@@ -455,6 +469,11 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             if lam["kurtosis"]:
                 loss_k = losses.kurtosis_loss(x_fake, grp, real_logk, n_groups)
                 loss_g = loss_g + lam["kurtosis"] * loss_k
+            if lam["envelope"]:
+                fake_env, present = losses.group_mean(
+                    losses.envelope_log_spectrum(x_fake, data.fs, env_band)[1], grp, n_groups)
+                loss_env = losses.envelope_loss(fake_env, real_env, present)
+                loss_g = loss_g + lam["envelope"] * loss_env
             ok_g = apply(loss_g, opt_g, G.parameters())
 
         if not (ok_d and ok_g):
@@ -470,7 +489,8 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
 
         if state.step % t_cfg.log_every == 0 or state.step == t_cfg.steps:
             scalars = {"loss/d": loss_d.item(), "loss/g": loss_g.item(), "loss/g_adv": loss_adv.item(),
-                       "loss/spectral": loss_spec.item(), "loss/kurtosis": loss_k.item()}
+                       "loss/spectral": loss_spec.item(), "loss/kurtosis": loss_k.item(),
+                       "loss/envelope": loss_env.item()}
             for name, v in scalars.items():
                 state.history.setdefault(name, []).append(v)
             state.history.setdefault("step", []).append(state.step)
@@ -646,7 +666,7 @@ def plot_losses(history: dict[str, list[float]], path: Path) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     steps = history.get("step", [])
-    for name in ("loss/d", "loss/g_adv", "loss/spectral", "loss/kurtosis"):
+    for name in ("loss/d", "loss/g_adv", "loss/spectral", "loss/kurtosis", "loss/envelope"):
         vals = history.get(name, [])
         if vals and any(v != 0 for v in vals):
             axes[0].plot(steps[: len(vals)], vals, label=name, lw=1)
