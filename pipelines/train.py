@@ -4,6 +4,11 @@
     python pipelines/train.py                                  # the embedded default (simulated bearings)
     python pipelines/train.py --config configs/cwru.toml       # the 10 CWRU classes
     python pipelines/train.py --set train.steps=2000 --resume  # override values, continue a run
+    torchrun --nproc_per_node=4 pipelines/train.py --config configs/cwru.toml   # several processes (DDP)
+
+Under torchrun every rank trains on its own shard of the windows with DistributedDataParallel
+(NCCL on GPUs, gloo on the CPU); train.batch_size is per rank. Rank 0 alone logs, checkpoints,
+reports and registers; --resume works the same.
 """
 
 from __future__ import annotations
@@ -49,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vibgan import distributed
     from vibgan.config import load_config
-    from vibgan.train import prepare_data, train
 
     overrides = list(args.overrides)
     for flag, key in (("device", "train.device"), ("precision", "train.precision"), ("seed", "train.seed"),
@@ -65,9 +70,21 @@ def run(args: argparse.Namespace) -> int:
     if args.no_tracking:
         overrides.append("tracking.enabled=false")
     cfg = load_config(args.config, overrides)  # every config error surfaces here, before any work
+    ctx = distributed.setup(cfg.train.device)  # joins the process group under torchrun; else a no-op
+    try:
+        return _run(cfg, args, ctx)
+    finally:
+        distributed.teardown()
+
+
+def _run(cfg, args, ctx) -> int:
+    from vibgan.train import prepare_data, train
 
     t0 = time.perf_counter()
     data = prepare_data(cfg)
+    if not ctx.is_main:  # the other ranks train their shard and leave every output to rank 0
+        result = train(cfg, data, None, resume=args.resume)
+        return 0
     print(f"data: {len(data.classes)} classes {data.classes}, fs {data.fs:g} Hz, segments of {data.length} samples, "
           f"{len(data.train_parts)} recordings ({time.perf_counter() - t0:.1f} s)")
     tracker = _tracker(cfg, args, data)
@@ -76,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         result = train(cfg, data, tracker, resume=args.resume)
         sps = (result.steps / result.wall_s) if result.wall_s > 0 else float("nan")
         print(f"trained {result.steps} steps in {result.wall_s:.0f} s on {result.device} ({sps:.2f} steps/s)")
+        if result.ranks > 1:
+            print(f"ranks: {result.ranks} processes (DDP), generator weights identical on all "
+                  f"(sha256 {result.fingerprints[0]})")
         report = None
         if not args.no_report and cfg.data.source != "sinusoid":
             report = _report(cfg, data, result, tracker)

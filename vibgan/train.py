@@ -57,6 +57,8 @@ class TrainData:
     geometry: str = "6205"
     units: str = "g"
     provenance: dict[str, Any] = field(default_factory=dict)
+    # (rank, world): this process samples only window starts in its own 1/world of each recording
+    shard: tuple[int, int] = (0, 1)
 
     def __post_init__(self) -> None:
         # groups: the distinct (class, rpm, load) of the recordings; spectra are matched per group, so a
@@ -145,8 +147,11 @@ class TrainData:
         first = torch.cumsum(count, 0) - count  # (K,)
         u = torch.rand(n, generator=generator, device=dev)
         rec = order[first[y] + (u * count[y]).long().clamp(max=count[y] - 1)]  # (n,)
-        span = (self.lengths[rec] - self.length + 1).float()
-        start = (torch.rand(n, generator=generator, device=dev) * span).long()  # (n,)
+        span = self.lengths[rec] - self.length + 1  # window starts available in each drawn recording
+        r, w = self.shard  # under torchrun, each rank draws starts from its own contiguous share of them
+        lo = span * r // w
+        width = (span * (r + 1) // w - lo).clamp(min=1)
+        start = lo + (torch.rand(n, generator=generator, device=dev) * width.float()).long()  # (n,)
         idx = start.unsqueeze(1) + torch.arange(self.length, device=dev)  # (n, T)
         x = self.signals[rec.unsqueeze(1), idx]  # (n, T, C)
         return x.transpose(1, 2).contiguous(), y, self.rec_cond[rec], self.rec_group[rec]
@@ -253,12 +258,19 @@ class TrainState:
         self.history = {k: list(v) for k, v in sd["history"].items()}
 
 
-def save_checkpoint(state: TrainState, directory: Path, extra: dict, keep: int) -> Path:
-    """Write ``ckpt_<step>.pt`` atomically (temp file + rename) and keep the newest ``keep``."""
+def save_checkpoint(state: TrainState, directory: Path, extra: dict, keep: int,
+                    rank_gens: list[torch.Tensor] | None = None) -> Path:
+    """Write ``ckpt_<step>.pt`` atomically (temp file + rename) and keep the newest ``keep``.
+
+    ``rank_gens``: under torchrun, every rank's sampling RNG state, so a resumed job continues each
+    rank's stream where it stopped.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"ckpt_{state.step:08d}.pt"
     tmp = directory / f".{path.name}.tmp"
     payload = {**state.state_dict(), "extra": json.dumps(extra)}
+    if rank_gens is not None:
+        payload["gen_ranks"] = [g.cpu() for g in rank_gens]
     try:
         torch.save(payload, tmp)
         with open(tmp, "rb") as fh:
@@ -307,6 +319,8 @@ class TrainResult:
     device: str
     checkpoint: Path | None = None
     artifacts: list[Path] = field(default_factory=list)
+    ranks: int = 1  # processes that trained it (torchrun)
+    fingerprints: list[str] = field(default_factory=list)  # per rank, of the final generator weights
 
 
 def pick_device(name: str) -> torch.device:
@@ -329,9 +343,11 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
 
     ``hooks`` (tests and fault injection): ``{"after_step": fn(state)}`` is called after each iteration.
     """
+    from vibgan import distributed
     from vibgan.tracking import NullTracker
 
-    tracker = tracker or NullTracker()
+    ctx = distributed.context()
+    tracker = tracker if (tracker is not None and ctx.is_main) else NullTracker()  # rank 0 alone logs
     hooks = hooks or {}
     t_cfg = cfg.train
     out = Path(cfg.out)
@@ -341,7 +357,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     except OSError as e:
         raise TrainingError(f"output directory {out}: cannot create {ckpt_dir} ({e.strerror or e}); "
                             "choose another --out") from None
-    device = pick_device(t_cfg.device)
+    device = distributed.device_for(ctx, pick_device(t_cfg.device))
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
     amp_dtype = PRECISIONS[t_cfg.precision]
@@ -352,6 +368,12 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     G, D = build_models(cfg.model, n_classes=k_classes, channels=n_ch, length=T, fs=data.fs, geometry=data.geometry)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G_fwd, D_fwd = G, D  # what the training steps call: DDP wrappers under torchrun (gradients averaged)
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        G_fwd, D_fwd = DDP(G, device_ids=ids), DDP(D, device_ids=ids)  # broadcasts rank 0's weights
     # the equaliser's few log-gains and the per-class phase projections are well conditioned: larger steps
     eq_params = list(G.eq.parameters()) if getattr(G, "eq", None) is not None else []
     phase_params = list(G.phase_proj.parameters()) if getattr(G, "phase_inputs", False) else []
@@ -364,7 +386,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     opt_g = torch.optim.Adam(groups, lr=t_cfg.lr_g, betas=tuple(t_cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=t_cfg.lr_d, betas=tuple(t_cfg.betas))
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
-    gen = torch.Generator(device=device).manual_seed(t_cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(t_cfg.seed + 1_000_003 * ctx.rank)  # own stream per rank
     state = TrainState(G, D, G_ema, opt_g, opt_d, gen, scaler)
 
     extra = {"config": to_dict(cfg), "classes": data.classes,
@@ -379,7 +401,14 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             raise TrainingError(f"--resume: checkpoint {found} was trained on classes {saved.get('classes')}, "
                                 f"the data now has {data.classes}")
         state.load_state_dict(sd)
-        print(f"resumed from {found} at step {state.step}")
+        if ctx.enabled:
+            gens = sd.get("gen_ranks") or []
+            if len(gens) == ctx.world:
+                state.gen.set_state(gens[ctx.rank])
+            else:  # another number of processes: each rank starts a fresh stream from the step
+                state.gen.manual_seed(t_cfg.seed + 1_000_003 * ctx.rank + state.step)
+        if ctx.is_main:
+            print(f"resumed from {found} at step {state.step}")
 
     d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
     lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, "envelope": 0.0, **t_cfg.lambdas}
@@ -390,6 +419,8 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     real_db, real_logk, real_env = data.group_statistics(  # (G, F) dB, (G,), (G, F_env) dB
         seed=t_cfg.seed + 7, envelope_band=env_band if lam["envelope"] else None)
     n_groups = len(data.group_names)
+    # the training batches come from this rank's shard; the targets above and evaluation use all the data
+    shard = dataclasses.replace(data, shard=(ctx.rank, ctx.world)) if ctx.enabled else data
     freqs = torch.fft.rfftfreq(min(256, T), 1.0 / data.fs).to(device)
     band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
     eval_gen_seed = t_cfg.seed + 12345
@@ -399,7 +430,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
 
     def critic(x, y, c):
         with autocast():
-            return D(x, y, c)
+            return D_fwd(x, y, c)
 
     last_good = copy.deepcopy(state.state_dict())
     last_good_step = state.step
@@ -422,7 +453,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     def apply(loss: torch.Tensor, opt: torch.optim.Optimizer, params) -> bool:
         """Backward and step unless the loss or a gradient is not finite; returns whether it stepped."""
         opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if not distributed.all_finite(bool(torch.isfinite(loss)), device):  # all ranks skip together
             return False
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -440,14 +471,14 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                         "device": str(device)})
     t0 = time.perf_counter()
     start_step = state.step
-    bar = _progress(t_cfg.steps, state.step, enabled=t_cfg.progress)
+    bar = _progress(t_cfg.steps, state.step, enabled=t_cfg.progress and ctx.is_main)
     B = t_cfg.batch_size
     while state.step < t_cfg.steps:
         # ---- k discriminator steps on m real and m generated segments
         for _ in range(t_cfg.d_steps):
-            x_real, y, c, _ = data.sample(B, state.gen)  # (B, C, T), (B,), (B, 2)
+            x_real, y, c, _ = shard.sample(B, state.gen)  # (B, C, T), (B,), (B, 2)
             with torch.no_grad(), autocast():
-                x_fake = G(G.sample_latent(B, T, state.gen, device), y, c)  # (B, C, T)
+                x_fake = G_fwd(G.sample_latent(B, T, state.gen, device), y, c)  # (B, C, T)
             loss_d = d_loss_fn(critic(x_real, y, c), critic(x_fake.float(), y, c))
             if t_cfg.loss == "wgan-gp":
                 loss_d = loss_d + t_cfg.gp_weight * losses.gradient_penalty(
@@ -455,9 +486,9 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             ok_d = apply(loss_d, opt_d, D.parameters())
         # ---- l generator steps
         for _ in range(t_cfg.g_steps):
-            _, y, c, grp = data.sample(B, state.gen)
+            _, y, c, grp = shard.sample(B, state.gen)
             with autocast():
-                x_fake = G(G.sample_latent(B, T, state.gen, device), y, c)
+                x_fake = G_fwd(G.sample_latent(B, T, state.gen, device), y, c)
             x_fake = x_fake.float()  # spectral maths in float32, never half
             loss_adv = g_loss_fn(critic(x_fake, y, c))
             loss_g = lam["adv"] * loss_adv
@@ -497,7 +528,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             tracker.log_metrics(scalars, step=state.step)
             bar.set_postfix({"d": f"{scalars['loss/d']:.3f}", "g": f"{scalars['loss/g']:.3f}",
                              "spec": f"{scalars['loss/spectral']:.2f}"})
-        if state.step % t_cfg.eval_every == 0 or state.step == t_cfg.steps:
+        if ctx.is_main and (state.step % t_cfg.eval_every == 0 or state.step == t_cfg.steps):
             g_eval = copy.deepcopy(G_ema)
             calibrate_equalizer(g_eval, data, eval_gen_seed)  # what export would produce at this step
             lsd = evaluate_lsd(g_eval, data, real_db, band, eval_gen_seed)
@@ -506,11 +537,13 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             state.history.setdefault("eval_step", []).append(state.step)
             state.history.setdefault("lsd_db_max", []).append(max(lsd.values()))
             state.history.setdefault("wall_s", []).append(time.perf_counter() - t0)
-        if state.step % t_cfg.sample_every == 0 or state.step == t_cfg.steps:
+        if ctx.is_main and (state.step % t_cfg.sample_every == 0 or state.step == t_cfg.steps):
             png = plot_samples(g_eval if state.step % t_cfg.eval_every == 0 else G_ema, data, out / "samples" / f"step_{state.step:08d}.png", eval_gen_seed, state.step)
             tracker.log_artifact(png, "samples")
         if state.step % t_cfg.checkpoint_every == 0 or state.step == t_cfg.steps:
-            save_checkpoint(state, ckpt_dir, extra, t_cfg.keep_checkpoints)
+            rank_gens = distributed.gather_objects(state.gen.get_state()) if ctx.enabled else None
+            if ctx.is_main:  # rank 0 alone writes
+                save_checkpoint(state, ckpt_dir, extra, t_cfg.keep_checkpoints, rank_gens)
             last_good = copy.deepcopy(state.state_dict())
             last_good_step = state.step
         bar.update(1)
@@ -519,10 +552,18 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     bar.close()
     wall = time.perf_counter() - t0
 
+    fingerprints = distributed.gather_objects(distributed.fingerprint(G_ema))  # one per rank
+    if len(set(fingerprints)) > 1:
+        raise TrainingError(f"the {ctx.world} ranks ended with different generator weights ({fingerprints}); "
+                            "this is a bug: please report it with the config")
     g_final = copy.deepcopy(G_ema)
     calibrate_equalizer(g_final, data, eval_gen_seed)
-    lsd = evaluate_lsd(g_final, data, real_db, band, eval_gen_seed)
     trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
+    if not ctx.is_main:  # the other ranks return the same generator, unsaved
+        return TrainResult(out, out / "generator", trained, state.step, wall, state.history, {}, str(device),
+                           None, [], ctx.world, fingerprints)
+    lsd = evaluate_lsd(g_final.to(device), data, real_db, band, eval_gen_seed)
+    g_final.cpu()
     from safetensors import SafetensorError
 
     try:
@@ -536,7 +577,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     tracker.log_metrics({"train/steps_per_s": steps_run / wall if wall > 0 else 0.0, "train/wall_s": wall},
                         step=state.step)
     return TrainResult(out, gen_dir, trained, state.step, wall, state.history, lsd, str(device),
-                       latest_checkpoint(ckpt_dir), [curves])
+                       latest_checkpoint(ckpt_dir), [curves], ctx.world, fingerprints)
 
 
 def generator_meta(cfg: Config, data: TrainData) -> dict:
