@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra override for vibgan's GAN config (configs/cwru.toml), repeatable")
     a.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
 
+    lz = sub.add_parser("lazy", help="peak memory of training from HDF5 files of growing size (data.lazy)")
+    common(lz)
+    lz.add_argument("--sizes-mb", type=float, nargs="+", default=[256, 1024, 4096],
+                    help="HDF5 recordings file sizes in MB (default 256 1024 4096)")
+    lz.add_argument("--steps", type=int, default=30, help="training steps per size (default 30)")
+    lz.add_argument("--tmp", default=None, help="folder for the HDF5 files (default: a temp folder under --out)")
+
+    ts = sub.add_parser("tracking", help="several training processes logging and registering to one MLflow server at once")
+    common(ts)
+    ts.add_argument("--uri", required=True, help="tracking server, e.g. http://127.0.0.1:5000 (pipelines/mlflow_server.sh)")
+    ts.add_argument("--procs", type=int, default=4, help="concurrent training processes (default 4)")
+    ts.add_argument("--steps", type=int, default=40, help="training steps each (default 40)")
+
     f = sub.add_parser("fidelity", help="train a config, per-class fidelity report and time to lsd target")
     common(f)
     f.add_argument("--config", default=str(CONFIGS / "cwru.toml"), help="TOML config (default configs/cwru.toml)")
@@ -112,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     from vibgan.errors import VibganError
 
     try:
-        return {"speed": run_speed, "augment": run_augment, "fidelity": run_fidelity}[args.command](args)
+        return {"speed": run_speed, "augment": run_augment, "fidelity": run_fidelity,
+                "lazy": run_lazy, "tracking": run_tracking}[args.command](args)
     except VibganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -1052,6 +1067,148 @@ def fidelity_result(args: argparse.Namespace, info: dict, result, report) -> dic
           f"{args.target_db:g} dB on all classes: {reached}; report {'PASS' if report.passed else 'some checks fail'} "
           f"({out['summary']['classes_passing']}/{len(report.classes)} classes pass)")
     return out
+
+
+
+# --------------------------------------------------------------------------------------------------
+# lazy: training memory against HDF5 file size
+# --------------------------------------------------------------------------------------------------
+def write_big_recordings(path: Path, size_mb: float, fs: float = 12000.0, seed: int = 0) -> dict[str, Any]:
+    """An HDF5 recordings file of about ``size_mb`` MB: the 4 simulated classes at 1800 rpm, each 8 s of
+    simulation tiled (with a fresh gain and noise per tile) to its share of the size; written in chunks."""
+    import h5py
+
+    from vibgan.synthetic import simulate_dataset
+
+    recs = simulate_dataset(faults=("normal", "inner", "outer", "ball"), rpms=(1800.0,), fs=fs, duration=8.0, seed=seed)
+    per = int(size_mb * 1024**2 / 4 / len(recs))  # float32 samples per recording
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    with h5py.File(path, "w") as f:
+        grp = f.create_group("recordings")
+        for i, r in enumerate(recs):
+            ds = grp.create_dataset(f"{i:05d}", shape=(1, per), dtype="float32", chunks=(1, 65536))
+            ds.attrs.update({"fs": fs, "label": r.label, "rpm": 1800.0, "load_hp": 0.0, "units": "g"})
+            base = r.signal.astype(np.float32)
+            for a in range(0, per, base.shape[1]):
+                z = min(per, a + base.shape[1])
+                tile = base[:, : z - a] * rng.uniform(0.9, 1.1) + rng.normal(0, 0.002, (1, z - a)).astype(np.float32)
+                ds[:, a:z] = tile
+    return {"file_mb": path.stat().st_size / 1024**2, "write_s": time.perf_counter() - t0}
+
+
+def run_lazy(args: argparse.Namespace) -> int:
+    """Peak RSS of pipelines/train.py with data.lazy on recordings files of growing size (child processes)."""
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(args.tmp) if args.tmp else Path(tempfile.mkdtemp(prefix="lazy-", dir=_tmp_parent(args.out)))
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    rows, runs = [], []
+    try:
+        for size in args.sizes_mb:
+            h5 = tmp_root / f"recordings-{size:g}MB.h5"
+            info = write_big_recordings(h5, size)
+            cmd = ["--config", str(CONFIGS / "default.toml"), "--steps", str(args.steps), "--no-tracking",
+                   "--no-report", "--out", str(tmp_root / f"train-{size:g}"),
+                   "--set", "data.source='files'", "--set", f"data.path={str(h5)!r}", "--set", "data.lazy=true",
+                   "--set", f"train.threads={args.threads}", "--set", "train.progress=false",
+                   "--set", f"train.checkpoint_every={args.steps}", "--set", f"train.eval_every={args.steps}",
+                   "--set", f"train.sample_every={args.steps}"]
+            r = peak_rss(ROOT / "pipelines" / "train.py", cmd, env)
+            r.update(info, size_mb=size, steps=args.steps)
+            h5.unlink(missing_ok=True)
+            print(f"  lazy: {info['file_mb']:.0f} MB file: peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"({r['wall_s']:.0f} s, rc {r['rc']})", flush=True)
+            if r["rc"] != 0:
+                print(r["log_tail"], file=sys.stderr)
+            runs.append(r)
+            rows.append([f"{info['file_mb']:.0f}", f"{r['peak_rss_mb']:.0f}", f"{r['wall_s']:.0f}", r["rc"]])
+    finally:
+        if not args.tmp:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+    result = {"machine": machine(args.threads), "runs": runs,
+              "rss_growth_mb_per_gb": _slope([(r["file_mb"] / 1024, r["peak_rss_mb"]) for r in runs if r["rc"] == 0])}
+    _print_table(["file MB", "peak RSS MB", "wall s", "rc"], rows)
+    print(f"peak RSS growth: {result['rss_growth_mb_per_gb']:.1f} MB per GB of file" if result["rss_growth_mb_per_gb"]
+          is not None else "")
+    path = write_json(result, out_dir, "lazy")
+    tracker = open_tracker(args, "lazy")
+    log_result(tracker, result, "lazy", path)
+    return 0 if all(r["rc"] == 0 for r in runs) else 1
+
+
+def _slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of y on x, None with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    x, y = np.array(points).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# tracking: concurrent logging and registration against a shared server
+# --------------------------------------------------------------------------------------------------
+TINY_TRAIN = ["train.batch_size=4", "data.simulate.duration_s=2", "data.segment_length=1024", "train.eval_every=10",
+              "train.sample_every=20", "train.checkpoint_every=20", "train.log_every=5", "train.progress=false",
+              "train.threads=1", "model.widths=[32,24,16,8]", "model.d_channels=8"]
+
+
+def run_tracking(args: argparse.Namespace) -> int:
+    """Start --procs trainings at once against --uri, each logging metrics, artifacts and a model version
+    under one registered name; afterwards count what the server holds against what each process sent."""
+    from mlflow.tracking import MlflowClient
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    experiment, name = f"vibgan-concurrency-{stamp}", f"vibgan-concurrency-{stamp}"
+    tmp = Path(tempfile.mkdtemp(prefix="tracking-", dir=_tmp_parent(args.out)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_HTTP_REQUEST_MAX_RETRIES="7")
+    procs = []
+    t0 = time.perf_counter()
+    for i in range(args.procs):
+        cmd = [sys.executable, str(ROOT / "pipelines" / "train.py"), "--out", str(tmp / f"run{i}"), "--no-report",
+               "--steps", str(args.steps), "--seed", str(i), "--tracking-uri", args.uri,
+               "--set", f"tracking.experiment={experiment!r}", "--set", f"tracking.register_name={name!r}",
+               "--set", "tracking.champion_if='always'", "--set", f"tracking.run_name='proc{i}'"]
+        for o in TINY_TRAIN:
+            cmd += ["--set", o]
+        log = open(tmp / f"run{i}.log", "w")
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp)), log))
+    rcs = []
+    for p, log in procs:
+        rcs.append(p.wait())
+        log.close()
+    wall = time.perf_counter() - t0
+    client = MlflowClient(tracking_uri=args.uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    expected_points = args.steps // 5  # train.log_every=5
+    per_run = []
+    for r in runs:
+        hist = client.get_metric_history(r.info.run_id, "loss/d")
+        arts = [a.path for a in client.list_artifacts(r.info.run_id)]
+        per_run.append({"run": r.data.tags.get("mlflow.runName"), "status": r.info.status,
+                        "loss_d_points": len(hist), "metric_keys": len(r.data.metrics), "params": len(r.data.params),
+                        "artifact_dirs": sorted(arts)})
+    versions = client.search_model_versions(f"name='{name}'")
+    champion = client.get_model_version_by_alias(name, "champion").version if versions else None
+    lost = {"runs": args.procs - len(runs),
+            "metric_points": sum(max(0, expected_points - p["loss_d_points"]) for p in per_run),
+            "versions": args.procs - len(versions),
+            "unfinished_runs": sum(p["status"] != "FINISHED" for p in per_run)}
+    result = {"machine": machine(1), "uri": args.uri, "procs": args.procs, "steps": args.steps, "wall_s": wall,
+              "exit_codes": rcs, "runs": per_run, "versions": sorted(int(v.version) for v in versions),
+              "champion": champion, "expected_loss_d_points_per_run": expected_points, "lost": lost,
+              "summary": {"wall_s": wall, "runs": len(runs), "versions": len(versions), **{f"lost_{k}": v for k, v in lost.items()}}}
+    _print_table(["run", "status", "loss/d points", "metric keys", "params", "artifacts"],
+                 [[p["run"], p["status"], f"{p['loss_d_points']}/{expected_points}", p["metric_keys"], p["params"],
+                   ",".join(p["artifact_dirs"])] for p in sorted(per_run, key=lambda p: p["run"] or "")])
+    print(f"{args.procs} processes at once, {wall:.0f} s, exit codes {rcs}; server holds {len(runs)} runs, "
+          f"model versions {result['versions']} (champion {champion}); lost: {lost}")
+    write_json(result, args.out, "tracking")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ok = all(rc == 0 for rc in rcs) and not any(lost.values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class DataConfig:
 
     source: str = "simulated"  # simulated | files | sinusoid
     path: str = ""  # a directory or file of recordings when source = "files"
+    lazy: bool = False  # read training windows from data.path (an HDF5 recordings file) per batch, not into memory
     fs: float = 12000.0  # Hz; for simulated data, and for files that do not carry fs
     channels: list[str] = field(default_factory=lambda: ["DE"])
     classes: list[str] = field(default_factory=list)  # empty: every class found
@@ -309,6 +310,9 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("data.source", "one of 'simulated', 'files', 'sinusoid'", d.source)
     if d.source == "files" and not d.path:
         bad("data.path", "a directory or file of recordings when data.source = 'files'", d.path)
+    if d.lazy and (d.source != "files" or not d.path.lower().endswith((".h5", ".hdf5"))):
+        bad("data.lazy", "true only with data.source = 'files' and data.path an HDF5 recordings file (.h5)",
+            f"{d.lazy} (source {d.source!r}, path {d.path!r})")
     if d.fs <= 0:
         bad("data.fs", "a positive sampling rate in Hz", d.fs)
     if d.segment_length < 16:

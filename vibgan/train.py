@@ -152,9 +152,13 @@ class TrainData:
         lo = span * r // w
         width = (span * (r + 1) // w - lo).clamp(min=1)
         start = lo + (torch.rand(n, generator=generator, device=dev) * width.float()).long()  # (n,)
-        idx = start.unsqueeze(1) + torch.arange(self.length, device=dev)  # (n, T)
-        x = self.signals[rec.unsqueeze(1), idx]  # (n, T, C)
-        return x.transpose(1, 2).contiguous(), y, self.rec_cond[rec], self.rec_group[rec]
+        return self.gather(rec, start), y, self.rec_cond[rec], self.rec_group[rec]
+
+    def gather(self, rec: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """Segments (n, C, T) of recordings ``rec`` (n,) from sample ``start`` (n,) of their training parts."""
+        idx = start.unsqueeze(1) + torch.arange(self.length, device=start.device)  # (n, T)
+        x = self.signals[rec.unsqueeze(1), idx]  # (n, T, C): one gather, no Python loop
+        return x.transpose(1, 2).contiguous()
 
     def group_statistics(self, n_per_group: int = 64, seed: int = 0, envelope_band: tuple[float, float] | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -211,6 +215,13 @@ def prepare_data(cfg: Config) -> TrainData:
             units="1", provenance={"source": "sinusoids", "n": d.n_sinusoids, "seed": cfg.train.seed},
         )
         return td
+    if d.lazy:
+        from vibgan.lazy import LazyTrainData
+
+        if not Path(d.path).is_file():
+            raise ConfigError(f"data.path = {d.path!r}: no such file (data.lazy reads one HDF5 recordings file)")
+        return LazyTrainData.from_hdf5(d.path, length=d.segment_length, train_fraction=d.train_fraction,
+                                       val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)
     recs = load_recordings(cfg)
     return TrainData.from_recordings(recs, length=d.segment_length, train_fraction=d.train_fraction,
                                      val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)
