@@ -1173,7 +1173,7 @@ def run_tracking(args: argparse.Namespace) -> int:
         for o in TINY_TRAIN:
             cmd += ["--set", o]
         log = open(tmp / f"run{i}.log", "w")
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp)), log))
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp), env=env), log))
     rcs = []
     for p, log in procs:
         rcs.append(p.wait())
