@@ -128,3 +128,24 @@ def test_envelope_loss_separates_wrong_defect_rate_and_has_gradients():
     assert float(l_wrong) > 3 * float(l_same)
     l_same.backward()
     assert same.grad is not None and torch.isfinite(same.grad).all() and same.grad.abs().sum() > 0
+
+
+def test_spread_loss_is_zero_at_the_real_spread_and_grows_with_too_little_or_too_much_variety():
+    fs, T = 12000.0, 4096
+    g = torch.Generator().manual_seed(0)
+    freqs = torch.fft.rfftfreq(256, 1 / fs)
+    band = (freqs > 0) & (freqs <= 0.45 * fs)
+    grp = torch.zeros(32, dtype=torch.long)
+
+    def batch(level_spread: float) -> torch.Tensor:  # white noise with a per-segment gain: spread in dB
+        gains = 10 ** (level_spread * torch.randn(32, 1, 1, generator=g) / 20)
+        return torch.randn(32, 1, T, generator=g) * gains
+
+    real = batch(3.0)
+    real_db, _ = losses.class_log_psd(real, grp, 1, fs)
+    real_spread = losses.segment_lsd(real, real_db, grp, fs, band).mean().reshape(1)
+    assert 2.0 < float(real_spread) < 4.5  # about the 3 dB of gain spread, plus Welch noise
+    same = losses.spread_loss(batch(3.0), grp, real_db, real_spread, 1, fs, band)
+    collapsed = losses.spread_loss(batch(0.0), grp, real_db, real_spread, 1, fs, band)
+    wild = losses.spread_loss(batch(9.0), grp, real_db, real_spread, 1, fs, band)
+    assert float(same) < 0.05 and float(collapsed) > 0.5 and float(wild) > 0.5

@@ -94,7 +94,7 @@ class TrainConfig:
     gp_weight: float = 10.0
     ema_decay: float = 0.99
     lambdas: dict[str, float] = field(default_factory=lambda: {"adv": 1.0, "spectral": 1.0, "kurtosis": 0.0,
-                                                                "envelope": 0.0})
+                                                                "envelope": 0.0, "spread": 0.0})
     # band-pass (Hz) before the envelope in the envelope loss: the structural resonance the fault impacts excite
     envelope_band: list[float] = field(default_factory=lambda: [2000.0, 5000.0])
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -371,9 +371,9 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("train.ema_decay", "0 <= decay < 1", t.ema_decay)
     if cfg.tracking.champion_if not in ("passed", "passed-or-first", "always", "never"):
         bad("tracking.champion_if", "one of passed, passed-or-first, always, never", cfg.tracking.champion_if)
-    unknown = set(t.lambdas) - {"adv", "spectral", "kurtosis", "envelope"}
+    unknown = set(t.lambdas) - {"adv", "spectral", "kurtosis", "envelope", "spread"}
     if unknown:
-        bad("train.lambdas", "keys among adv, spectral, kurtosis, envelope", sorted(unknown))
+        bad("train.lambdas", "keys among adv, spectral, kurtosis, envelope, spread", sorted(unknown))
     if len(t.envelope_band) != 2 or not 0 < t.envelope_band[0] < t.envelope_band[1]:
         bad("train.envelope_band", "[low, high] in Hz with 0 < low < high", t.envelope_band)
     for k in ("log_every", "eval_every", "sample_every", "checkpoint_every", "keep_checkpoints"):

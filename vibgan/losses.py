@@ -171,3 +171,30 @@ def envelope_loss(fake_env_db: torch.Tensor, real_env_db: torch.Tensor, present:
     """Mean over present groups of mean_f (dB_fake - dB_real)^2 of the group-mean log envelope spectra."""
     diff = (fake_env_db - real_env_db)[present]
     return (diff**2).mean() if diff.numel() else fake_env_db.sum() * 0
+
+
+def segment_lsd(x: torch.Tensor, ref_db: torch.Tensor, g: torch.Tensor, fs: float, band: torch.Tensor,
+                nperseg: int = 256) -> torch.Tensor:
+    """Per segment: in-band lsd_db between its own Welch PSD and its group's reference PSD ``ref_db[g]``.
+
+    x: (B, C, T), ref_db: (G, F) dB, g: (B,), band: (F,) bool -> (B,) dB. DESIGN.md's spread_ratio is the
+    mean of this over generated segments divided by the same over real ones (with the class mean PSD).
+    """
+    nperseg = min(nperseg, x.shape[-1])
+    seg_db = 10 * torch.log10(welch_psd(x, fs, nperseg, nperseg // 2).mean(dim=1).clamp(min=1e-12))  # (B, F)
+    d = (seg_db - ref_db[g])[:, band]
+    return torch.sqrt((d**2).mean(dim=-1) + 1e-12)
+
+
+def spread_loss(fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, real_spread: torch.Tensor,
+                n_groups: int, fs: float, band: torch.Tensor) -> torch.Tensor:
+    """Squared log-ratio of the generated to the real segment-to-class spread, per present group.
+
+    Keeps diversity right in both directions: below 1 is mode collapse, above 1 is too much variety
+    (both fail DESIGN.md's spread_ratio check). Measured against the real class mean PSD, so it does
+    not depend on how many segments of a group the batch holds.
+    """
+    d = segment_lsd(fake, real_db, g, fs, band)
+    mean, present = group_mean(d.unsqueeze(-1), g, n_groups)
+    ratio = mean[:, 0].clamp(min=1e-6) / real_spread.clamp(min=1e-6)
+    return (torch.log(ratio)[present] ** 2).mean() if present.any() else fake.sum() * 0

@@ -2,7 +2,8 @@
 
 The loop reads like the algorithm of Goodfellow et al.: for each iteration, k discriminator steps on
 m real and m generated segments, then l generator steps; the generator loss may add a spectral term
-(per-class log-PSD distance) and a kurtosis term, weighted by ``train.lambdas``. Everything that
+(per-class log-PSD distance), a kurtosis term, an envelope-spectrum term (defect rates) and a spread
+term (diversity), weighted by ``train.lambdas``. Everything that
 changes during training lives in one ``TrainState`` that checkpoints as a whole.
 """
 
@@ -161,9 +162,10 @@ class TrainData:
         return x.transpose(1, 2).contiguous()
 
     def group_statistics(self, n_per_group: int = 64, seed: int = 0, envelope_band: tuple[float, float] | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Real per-group mean log-PSD (G, F) in dB, log median kurtosis (G,) and, when ``envelope_band`` is
-        given, mean relative log envelope spectrum (G, F_env) in dB; all in normalised units."""
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Real per-group mean log-PSD (G, F) in dB, log median kurtosis (G,), the mean relative log
+        envelope spectrum (G, F_env) in dB when ``envelope_band`` is given (else None), and the mean
+        segment-to-group-mean in-band lsd (G,) in dB (the spread); all in normalised units."""
         gen = torch.Generator(device=self.signals.device).manual_seed(seed)
         n_groups = len(self.group_names)
         x, _, _, g = self.sample(2 * n_per_group * n_groups, gen)
@@ -173,7 +175,11 @@ class TrainData:
         env = None
         if envelope_band is not None:
             env, _ = losses.group_mean(losses.envelope_log_spectrum(x, self.fs, envelope_band)[1], g, n_groups)
-        return db, torch.log(med), env
+        nper = min(256, self.length)
+        freqs = torch.fft.rfftfreq(nper, 1.0 / self.fs).to(x.device)
+        band = (freqs > 0) & (freqs <= IN_BAND * self.fs)
+        spread, _ = losses.group_mean(losses.segment_lsd(x, db, g, self.fs, band).unsqueeze(-1), g, n_groups)
+        return db, torch.log(med), env, spread[:, 0]
 
 
 def load_recordings(cfg: Config) -> list[Recording]:
@@ -422,12 +428,12 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             print(f"resumed from {found} at step {state.step}")
 
     d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
-    lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, "envelope": 0.0, **t_cfg.lambdas}
+    lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, "envelope": 0.0, "spread": 0.0, **t_cfg.lambdas}
     env_band = (float(t_cfg.envelope_band[0]), min(float(t_cfg.envelope_band[1]), IN_BAND * data.fs))
     if lam["envelope"] and env_band[0] >= env_band[1]:
         raise TrainingError(f"train.envelope_band {t_cfg.envelope_band} Hz lies above the signal band "
                             f"(fs = {data.fs:g} Hz); lower it or set train.lambdas.envelope = 0")
-    real_db, real_logk, real_env = data.group_statistics(  # (G, F) dB, (G,), (G, F_env) dB
+    real_db, real_logk, real_env, real_spread = data.group_statistics(  # (G, F) dB, (G,), (G, F_env) dB, (G,) dB
         seed=t_cfg.seed + 7, envelope_band=env_band if lam["envelope"] else None)
     n_groups = len(data.group_names)
     # the training batches come from this rank's shard; the targets above and evaluation use all the data
@@ -503,7 +509,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             x_fake = x_fake.float()  # spectral maths in float32, never half
             loss_adv = g_loss_fn(critic(x_fake, y, c))
             loss_g = lam["adv"] * loss_adv
-            loss_spec = loss_k = loss_env = torch.zeros((), device=device)
+            loss_spec = loss_k = loss_env = loss_spread = torch.zeros((), device=device)
             if lam["spectral"]:
                 fake_db, present = losses.class_log_psd(x_fake, grp, n_groups, data.fs, nperseg=min(256, T))
                 loss_spec = losses.spectral_loss(fake_db, real_db, present, band)
@@ -516,6 +522,9 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                     losses.envelope_log_spectrum(x_fake, data.fs, env_band)[1], grp, n_groups)
                 loss_env = losses.envelope_loss(fake_env, real_env, present)
                 loss_g = loss_g + lam["envelope"] * loss_env
+            if lam["spread"]:
+                loss_spread = losses.spread_loss(x_fake, grp, real_db, real_spread, n_groups, data.fs, band)
+                loss_g = loss_g + lam["spread"] * loss_spread
             ok_g = apply(loss_g, opt_g, G.parameters())
 
         if not (ok_d and ok_g):
@@ -532,7 +541,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
         if state.step % t_cfg.log_every == 0 or state.step == t_cfg.steps:
             scalars = {"loss/d": loss_d.item(), "loss/g": loss_g.item(), "loss/g_adv": loss_adv.item(),
                        "loss/spectral": loss_spec.item(), "loss/kurtosis": loss_k.item(),
-                       "loss/envelope": loss_env.item()}
+                       "loss/envelope": loss_env.item(), "loss/spread": loss_spread.item()}
             for name, v in scalars.items():
                 state.history.setdefault(name, []).append(v)
             state.history.setdefault("step", []).append(state.step)
@@ -718,7 +727,7 @@ def plot_losses(history: dict[str, list[float]], path: Path) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     steps = history.get("step", [])
-    for name in ("loss/d", "loss/g_adv", "loss/spectral", "loss/kurtosis", "loss/envelope"):
+    for name in ("loss/d", "loss/g_adv", "loss/spectral", "loss/kurtosis", "loss/envelope", "loss/spread"):
         vals = history.get(name, [])
         if vals and any(v != 0 for v in vals):
             axes[0].plot(steps[: len(vals)], vals, label=name, lw=1)
