@@ -113,6 +113,15 @@ def test_same_seed_same_file(model, tmp_path):
     assert a.labels.tolist() == b.labels.tolist()
 
 
+def test_samples_depend_on_seed_and_index_not_on_batch_size(gen):
+    a = gen.sample("inner", 150, seed=9, batch_size=7)
+    b = gen.sample("inner", 150, seed=9, batch_size=256)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())  # float rounding of batched convs only
+    assert np.array_equal(gen.sample("inner", 10, seed=9, batch_size=4), gen.sample("inner", 10, seed=9, batch_size=4))
+    assert np.abs(gen.sample("inner", 150, seed=10) - b).max() > 0.1 * np.abs(b).max()  # another seed differs
+    np.testing.assert_allclose(a[:64], gen.sample("inner", 64, seed=9), rtol=0, atol=1e-5 * np.abs(b).max())
+
+
 @pytest.mark.parametrize("args, message", [
     (["--n", "0"], "--n 0: expected at least 1"),
     (["--n", "-5"], "--n -5"),
@@ -200,3 +209,23 @@ def test_killed_process_leaves_no_output_file(model, tmp_path, sig):
         assert proc.returncode == 130 and leftovers(tmp_path) == []
     else:  # nothing can clean up after SIGKILL: only a hidden temp file remains, never gen.h5
         assert all(name.startswith(".gen.h5.") and name.endswith(".tmp") for name in leftovers(tmp_path))
+
+
+def test_a_generator_directory_mixing_two_saves_is_refused(gen, tmp_path):
+    import shutil
+
+    import torch
+
+    from vibgan.errors import ModelError
+    from vibgan.networks import TrainedGenerator
+
+    a = gen.save(tmp_path / "a")
+    assert not [p.name for p in a.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    other = TrainedGenerator.load(a)
+    with torch.no_grad():
+        next(other.model.parameters()).add_(1.0)
+    b = other.save(tmp_path / "b")
+    assert np.array_equal(TrainedGenerator.load(a).sample("inner", 2, seed=1), gen.sample("inner", 2, seed=1))
+    shutil.copy(b / "generator.safetensors", a / "generator.safetensors")  # a crash between the two renames
+    with pytest.raises(ModelError, match="weights_sha256 differs"):
+        TrainedGenerator.load(a)

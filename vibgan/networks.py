@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -340,6 +341,10 @@ def count_parameters(module: nn.Module) -> int:
 MAX_SAMPLE_BYTES = 2 * 1024**3
 
 
+#: Segments whose noise is drawn together from one (seed, block) generator in TrainedGenerator.sample.
+LATENT_BLOCK = 64
+
+
 class TrainedGenerator:
     """A generator ready to sample in physical units.
 
@@ -401,19 +406,35 @@ class TrainedGenerator:
         n, rpm, load_hp, length = self._check_request(label, n, rpm, load_hp, length)
         if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or int(batch_size) < 1:
             raise VibganError(f"sample: batch_size must be a whole number >= 1, got {batch_size!r}")
-        gen = torch.Generator(device=self.device)
         try:
-            gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item()))
+            base = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+            torch.Generator().manual_seed(base)
         except (TypeError, ValueError, OverflowError, RuntimeError):
             raise VibganError(f"sample: seed must be a whole number of at most 64 bits, got {seed!r}") from None
         k = self.classes.index(label)
+        blocks: dict[int, tuple[torch.Tensor, ...]] = {}
+
+        def latent(a: int, b: int) -> tuple[torch.Tensor, ...]:
+            """Noise of segments a..a+b-1: segment i's comes from block i // LATENT_BLOCK, seeded by
+            (seed, block), so the output depends on the seed and the index, never on batch_size."""
+            first, last = a // LATENT_BLOCK, (a + b - 1) // LATENT_BLOCK
+            for j in range(first, last + 1):
+                if j not in blocks:
+                    g = torch.Generator(device=self.device).manual_seed((base * 1_000_003 + j) % (2**63 - 1))
+                    blocks[j] = self.model.sample_latent(LATENT_BLOCK, length, g, self.device)
+            for j in [j for j in blocks if j < first]:
+                del blocks[j]
+            parts = [blocks[j] for j in range(first, last + 1)]
+            off = a - first * LATENT_BLOCK
+            return tuple(torch.cat([p[i] for p in parts])[off: off + b] for i in range(len(parts[0])))
+
         done = 0
         with torch.inference_mode():
             while done < n:
                 b = min(batch_size, n - done)
                 y = torch.full((b,), k, dtype=torch.long, device=self.device)
                 cond = torch.tensor([[rpm, load_hp]], dtype=torch.float32, device=self.device).expand(b, 2)
-                x = self.model(self.model.sample_latent(b, length, gen, self.device), y, cond).float()
+                x = self.model(latent(done, b), y, cond).float()
                 x = self.normalizer.inverse(x, [label] * b) if self.normalizer is not None else x
                 yield x.cpu().numpy().astype("float32", copy=False)
                 done += b
@@ -443,13 +464,28 @@ class TrainedGenerator:
         """Write ``generator.safetensors`` and ``generator.json`` into ``directory`` (created)."""
         from safetensors.torch import save_file
 
+        from vibgan.data import sha256_file
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(weights, str(directory / "generator.safetensors"))
-        meta = dict(self.meta)
-        meta["normalizer"] = self.normalizer.to_dict() if self.normalizer is not None else None
-        (directory / "generator.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        wtmp, mtmp = directory / ".generator.safetensors.tmp", directory / ".generator.json.tmp"
+        try:
+            # both files are written beside the old ones and renamed into place; generator.json records the
+            # weights' sha256, so a crash between the two renames is detected at load, never silently mixed
+            save_file(weights, str(wtmp))
+            meta = dict(self.meta)
+            meta["normalizer"] = self.normalizer.to_dict() if self.normalizer is not None else None
+            meta["weights_sha256"] = sha256_file(wtmp)
+            mtmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            for tmp in (wtmp, mtmp):
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(wtmp, directory / "generator.safetensors")
+            os.replace(mtmp, directory / "generator.json")
+        finally:
+            wtmp.unlink(missing_ok=True)
+            mtmp.unlink(missing_ok=True)
         return directory
 
     @classmethod
@@ -477,6 +513,13 @@ class TrainedGenerator:
                 raise TypeError(f"conditions: expected a table label -> [[rpm, load_hp], ...], got {meta['conditions']!r}")
         except Exception as e:  # noqa: BLE001 (anything that fails to build from this untrusted description)
             raise ModelError(f"{mpath}: not a valid vibgan generator description ({type(e).__name__}: {e})") from None
+        want = meta.get("weights_sha256")
+        if want is not None:
+            from vibgan.data import sha256_file
+
+            if sha256_file(wpath) != want:
+                raise ModelError(f"{wpath}: does not match {mpath.name} (weights_sha256 differs): the directory holds "
+                                 "parts of two different saves; save the generator again")
         try:
             weights = load_file(str(wpath), device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
