@@ -123,17 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from vibgan.errors import VibganError
+    from vibgan.errors import run_cli
 
-    try:
-        return {"speed": run_speed, "augment": run_augment, "fidelity": run_fidelity,
-                "lazy": run_lazy, "tracking": run_tracking}[args.command](args)
-    except VibganError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    command = {"speed": run_speed, "augment": run_augment, "fidelity": run_fidelity,
+               "lazy": run_lazy, "tracking": run_tracking}[args.command]
+    return run_cli(lambda: command(args))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -49,17 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from vibgan.errors import VibganError
+    from vibgan.errors import run_cli
 
     previous = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM cleans up like Ctrl-C
     try:
-        return run(args)
-    except VibganError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: nothing was written to {args.out}", file=sys.stderr)
-        return 130
+        return run_cli(lambda: run(args), f"interrupted: nothing was written to {args.out}")
     finally:
         signal.signal(signal.SIGTERM, previous)
 

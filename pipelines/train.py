@@ -41,16 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from vibgan.errors import VibganError
+    from vibgan.errors import run_cli
 
-    try:
-        return run(args)
-    except VibganError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the latest checkpoint is intact; rerun with --resume to continue", file=sys.stderr)
-        return 130
+    return run_cli(lambda: run(args), "interrupted: the latest checkpoint is intact; rerun with --resume to continue")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,18 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from vibgan.errors import VibganError
+    from vibgan.errors import run_cli
 
-    try:
-        if args.benchmark:
-            return benchmark(args)
-        return run(args)
-    except VibganError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_cli(lambda: benchmark(args) if args.benchmark else run(args))
 
 
 def _generic(names: list[str]) -> bool:

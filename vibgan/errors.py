@@ -25,3 +25,18 @@ class TrainingError(VibganError):
 
 class TrackingError(VibganError):
     """The tracking store (MLflow) cannot be reached or refuses a request."""
+
+
+def run_cli(fn, interrupted: str = "interrupted") -> int:
+    """Run a command line's body: a VibganError becomes one line ``error: ...`` on stderr and exit code 2,
+    Ctrl-C the line ``interrupted`` and exit code 130; anything else is a bug and keeps its traceback."""
+    import sys
+
+    try:
+        return fn()
+    except VibganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
