@@ -328,6 +328,12 @@ def test_weights_of_the_wrong_shape_are_refused(model_copy):
     key = next(k for k, v in weights.items() if v.ndim >= 2)
     weights[key] = weights[key][..., :-1].contiguous()
     save_file(weights, str(w))
+    with pytest.raises(ModelError, match="weights_sha256 differs"):  # the recorded checksum catches it first
+        tracking.load_generator(model_copy)
+    meta_path = w.with_name("generator.json")  # a hand-made description without the checksum: the shape check
+    meta = json.loads(meta_path.read_text())
+    del meta["weights_sha256"]
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="do not fit"):
         tracking.load_generator(model_copy)
 

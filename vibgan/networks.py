@@ -505,6 +505,9 @@ class TrainedGenerator:
                 raise ModelError(f"{p}: missing; a vibgan generator directory holds generator.safetensors and generator.json")
         try:
             meta = json.loads(mpath.read_text(encoding="utf-8"))
+            fs = float(meta["fs"])
+            if not (math.isfinite(fs) and fs > 0):
+                raise ValueError(f"fs: expected a positive sampling rate in Hz, got {meta['fs']!r}")
             model_cfg = _from_dict(ModelConfig, meta["model"], "model")
             model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
                                     length=int(meta["length"]), fs=float(meta["fs"]), geometry=meta.get("geometry", "6205"))
