@@ -707,7 +707,8 @@ def plot_samples(G: torch.nn.Module, data: TrainData, path: Path, seed: int, ste
         else:
             ax.plot(np.arange(seglen), fk[:8, 0].T, lw=0.6, color="C3")
             ax.set_ylabel("generated curves")
-        ax.legend(loc="upper right", fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize=7)
     axes[-1, 0].set_xlabel("time [s]")
     axes[-1, 1].set_xlabel("frequency [Hz]")
     fig.suptitle(f"step {step}: generated (EMA) vs real")
