@@ -36,7 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load-hp", type=float, help="load in hp (default: each label's first training load)")
     p.add_argument("--length", type=int, help="samples per segment (default: the training segment length)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn at random and recorded in the file)")
-    p.add_argument("--batch-size", type=int, default=256, help="segments generated per batch (default 256)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="segments generated per batch (default 64: twice as fast as 256 on a 2-core CPU, cache-sized "
+                        "activations; the output does not depend on it)")
     p.add_argument("--out", required=True, help="output HDF5 file (exchange format)")
     p.add_argument("--parquet", help="also write a Parquet file: one row per segment, one list column per channel")
     p.add_argument("--wav-dir", help="also write one float32 WAV file per segment into this new folder")

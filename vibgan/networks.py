@@ -399,7 +399,7 @@ class TrainedGenerator:
         return n, rpm, load_hp, length
 
     def iter_samples(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
-                     seed: int | None = None, length: int | None = None, batch_size: int = 256):
+                     seed: int | None = None, length: int | None = None, batch_size: int = 64):
         """Yield arrays (b, C, T) in physical units, n segments in all, in batches (memory stays flat)."""
         from vibgan.errors import VibganError
 
@@ -440,7 +440,7 @@ class TrainedGenerator:
                 done += b
 
     def sample(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
-               seed: int | None = None, length: int | None = None, batch_size: int = 256):
+               seed: int | None = None, length: int | None = None, batch_size: int = 64):
         """n segments of ``label`` at (rpm, load_hp): ndarray (n, C, T) float32 in physical units.
 
         rpm and load_hp default to the first condition seen in training for that label; the same seed
