@@ -705,11 +705,15 @@ class GeneratorModel:
         import numpy as np
         import pandas as pd
 
-        if isinstance(model_input, dict):
-            model_input = pd.DataFrame([model_input]) if all(np.ndim(v) == 0 for v in model_input.values()) \
-                else pd.DataFrame(model_input)
-        elif isinstance(model_input, list):
-            model_input = pd.DataFrame(model_input)
+        try:
+            if isinstance(model_input, dict):
+                model_input = pd.DataFrame([model_input]) if all(np.ndim(v) == 0 for v in model_input.values()) \
+                    else pd.DataFrame(model_input)
+            elif isinstance(model_input, list):
+                model_input = pd.DataFrame(model_input)
+        except (ValueError, TypeError) as e:  # e.g. columns of different lengths
+            raise _request_error(f"predict: the request is not a table of requests with columns "
+                                 f"{list(REQUEST_COLUMNS)} ({e})") from None
         if not isinstance(model_input, pd.DataFrame):
             raise _request_error(f"predict: expected a DataFrame of requests with columns {list(REQUEST_COLUMNS)}, "
                                  f"got {type(model_input).__name__}")
