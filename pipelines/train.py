@@ -76,7 +76,7 @@ def _run(cfg, args, ctx) -> int:
     t0 = time.perf_counter()
     data = prepare_data(cfg)
     if not ctx.is_main:  # the other ranks train their shard and leave every output to rank 0
-        result = train(cfg, data, None, resume=args.resume)
+        train(cfg, data, None, resume=args.resume)
         return 0
     print(f"data: {len(data.classes)} classes {data.classes}, fs {data.fs:g} Hz, segments of {data.length} samples, "
           f"{len(data.train_parts)} recordings ({time.perf_counter() - t0:.1f} s)")

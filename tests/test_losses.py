@@ -143,9 +143,10 @@ def test_spread_loss_is_zero_at_the_real_spread_and_grows_with_too_little_or_too
 
     real = batch(3.0)
     real_db, _ = losses.class_log_psd(real, grp, 1, fs)
-    real_spread = losses.segment_lsd(real, real_db, grp, fs, band).mean().reshape(1)
+    real_spread = losses.segment_lsd(losses.segment_psd(real, fs), real_db, grp, band).mean().reshape(1)
     assert 2.0 < float(real_spread) < 4.5  # about the 3 dB of gain spread, plus Welch noise
-    same = losses.spread_loss(batch(3.0), grp, real_db, real_spread, 1, fs, band)
-    collapsed = losses.spread_loss(batch(0.0), grp, real_db, real_spread, 1, fs, band)
-    wild = losses.spread_loss(batch(9.0), grp, real_db, real_spread, 1, fs, band)
+    def loss(x):
+        return losses.spread_loss(losses.segment_psd(x, fs), grp, real_db, real_spread, 1, band)
+
+    same, collapsed, wild = loss(batch(3.0)), loss(batch(0.0)), loss(batch(9.0))
     assert float(same) < 0.05 and float(collapsed) > 0.5 and float(wild) > 0.5

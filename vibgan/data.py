@@ -1042,6 +1042,13 @@ def windows(x: Recording | np.ndarray, length: int, hop: int | None = None) -> n
 _PART_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
 
 
+def split_bounds(n: int, fractions: Sequence[float]) -> np.ndarray:
+    """Sample indices (len(fractions) + 1,) that cut n samples into contiguous parts of those shares."""
+    bounds = np.round(np.concatenate([[0.0], np.cumsum(np.asarray(fractions, dtype=np.float64))]) * n).astype(np.int64)
+    bounds[-1] = n
+    return bounds
+
+
 def split_by_time(rec: Recording, fractions: Sequence[float] = (0.7, 0.0, 0.3), *,
                   names: Sequence[str] | None = None) -> tuple[Recording | None, ...]:
     """Split one recording into contiguous, non-overlapping parts in time order that tile it.
@@ -1068,8 +1075,7 @@ def split_by_time(rec: Recording, fractions: Sequence[float] = (0.7, 0.0, 0.3), 
     if len(names) != fr.size:
         raise DataError(f"{rec.source}: split_by_time: names: expected {fr.size} names, got {names}")
     n = rec.samples
-    bounds = np.round(np.concatenate([[0.0], np.cumsum(fr)]) * n).astype(np.int64)
-    bounds[-1] = n
+    bounds = split_bounds(n, fr)
     base = int(rec.meta.get("offset", 0) or 0)
     parts: list[Recording | None] = []
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
@@ -1255,6 +1261,15 @@ def _cond_value(v: Any, src: str, name: str) -> float:
         raise DataError(f"{src}: {name}: expected a number, got {v!r}") from None
 
 
+def process_local_h5(owner: Any, path: str) -> h5py.File:
+    """``path`` opened read-only once per process and cached on ``owner`` (attributes ``_h5``, ``_pid``):
+    a handle inherited through fork (DataLoader workers, torchrun) is not safe to use."""
+    if getattr(owner, "_h5", None) is None or getattr(owner, "_pid", None) != os.getpid():
+        owner._h5 = h5py.File(path, "r")
+        owner._pid = os.getpid()
+    return owner._h5
+
+
 class SegmentDataset(Dataset):
     """Windows of recordings as ``(x, class_index, cond)``: x float32 (C, T), cond float32 (2,) = [rpm, load_hp].
 
@@ -1402,11 +1417,7 @@ class SegmentDataset(Dataset):
         return self
 
     def _file(self) -> h5py.File:
-        # one handle per process: a handle inherited through fork is not safe to use
-        if getattr(self, "_h5", None) is None or self._pid != os.getpid():
-            self._h5 = h5py.File(self._h5path, "r")
-            self._pid = os.getpid()
-        return self._h5
+        return process_local_h5(self, self._h5path)
 
     def close(self) -> None:
         """Close the lazily opened HDF5 file (it reopens on the next item)."""

@@ -24,7 +24,16 @@ import h5py
 import numpy as np
 import torch
 
-from vibgan.data import Normalizer, Recording, _h5_datasets, _h5_recording_info, _label_fields, _reading
+from vibgan.data import (
+    Normalizer,
+    Recording,
+    _h5_datasets,
+    _h5_recording_info,
+    _label_fields,
+    _reading,
+    process_local_h5,
+    split_bounds,
+)
 from vibgan.errors import DataError
 from vibgan.train import TrainData
 
@@ -44,19 +53,11 @@ class LazyTrainData(TrainData):
         return dataclasses.replace(self, signals=self.signals.to(device), lengths=self.lengths.to(device),
                                    rec_class=self.rec_class.to(device), rec_cond=self.rec_cond.to(device))
 
-    def _file(self) -> h5py.File:
-        # one handle per process (torchrun ranks, forked workers): an inherited handle is not safe
-        h5 = getattr(self, "_h5", None)
-        if h5 is None or getattr(self, "_pid", None) != os.getpid():
-            self._h5 = h5py.File(self.h5path, "r")
-            self._pid = os.getpid()
-        return self._h5
-
     def gather(self, rec: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         r_np, s_np = rec.cpu().numpy(), start.cpu().numpy()
         T = self.length
         out = np.empty((len(r_np), len(self.channels), T), dtype=np.float32)
-        f = self._file()
+        f = process_local_h5(self, self.h5path)
         for i in np.lexsort((s_np, r_np)):  # in file order: sequential reads where windows are close
             r, s = int(r_np[i]), int(s_np[i])
             ds = f[self.keys[r]]
@@ -107,7 +108,7 @@ class LazyTrainData(TrainData):
             bounds = []
             for ds, info in zip(dsets, infos):
                 n = info["shape"][1]
-                b = np.round(np.cumsum([0.0, train_fraction, val_fraction, test_fraction]) * n).astype(np.int64)
+                b = split_bounds(n, [train_fraction, val_fraction, test_fraction])
                 if b[1] < length:
                     raise DataError(f"{src}: dataset {ds.name}: training part has {b[1]} samples, shorter than one "
                                     f"segment of {length}; lower data.segment_length or use longer recordings")

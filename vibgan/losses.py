@@ -89,6 +89,25 @@ def welch_psd(x: torch.Tensor, fs: float, nperseg: int = 256, noverlap: int = 12
     return spec
 
 
+def segment_psd(x: torch.Tensor, fs: float, nperseg: int = 256) -> torch.Tensor:
+    """Welch PSD of each segment, averaged over channels: (B, C, T) -> (B, nperseg // 2 + 1), linear units."""
+    nperseg = min(nperseg, x.shape[-1])
+    return welch_psd(x, fs, nperseg, nperseg // 2).mean(dim=1)
+
+
+def group_mean(v: torch.Tensor, g: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of rows of v (B, F) per group g (B,): ((G, F), present (G,) bool); absent groups are zero rows."""
+    onehot = F.one_hot(g, n_groups).float()  # (B, G)
+    counts = onehot.sum(dim=0)  # (G,)
+    return onehot.t() @ v / counts.clamp(min=1).unsqueeze(-1), counts > 0
+
+
+def group_log_psd(p: torch.Tensor, g: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group mean of segment PSDs p (B, F), averaged in linear power, in dB: ((G, F), present (G,))."""
+    mean, present = group_mean(p, g, n_groups)
+    return 10 * torch.log10(mean.clamp(min=1e-12)), present
+
+
 def class_log_psd(x: torch.Tensor, y: torch.Tensor, n_classes: int, fs: float,
                   nperseg: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class mean PSD in dB (averaged in linear power over segments and channels).
@@ -96,12 +115,7 @@ def class_log_psd(x: torch.Tensor, y: torch.Tensor, n_classes: int, fs: float,
     x: (B, C, T), y: (B,) -> (log_psd (K, F) in dB, present (K,) bool). Classes absent from the batch
     have present False and a zero row.
     """
-    nperseg = min(nperseg, x.shape[-1])
-    p = welch_psd(x, fs, nperseg, nperseg // 2).mean(dim=1)  # (B, F)
-    onehot = F.one_hot(y, n_classes).float()  # (B, K)
-    counts = onehot.sum(dim=0)  # (K,)
-    mean = onehot.t() @ p / counts.clamp(min=1).unsqueeze(-1)  # (K, F)
-    return 10 * torch.log10(mean.clamp(min=1e-12)), counts > 0
+    return group_log_psd(segment_psd(x, fs, nperseg), y, n_classes)
 
 
 def spectral_loss(fake_db: torch.Tensor, real_db: torch.Tensor, present: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
@@ -127,11 +141,8 @@ def kurtosis_loss(fake: torch.Tensor, y: torch.Tensor, real_log_kurtosis: torch.
     Keeps impulsive classes impulsive; real_log_kurtosis: (K,) natural log of the real median kurtosis.
     """
     lk = torch.log(kurtosis(fake).mean(dim=1))  # (B,)
-    onehot = F.one_hot(y, n_classes).float()
-    counts = onehot.sum(dim=0)
-    mean = onehot.t() @ lk / counts.clamp(min=1)
-    present = counts > 0
-    return ((mean - real_log_kurtosis)[present] ** 2).mean()
+    mean, present = group_mean(lk.unsqueeze(-1), y, n_classes)
+    return ((mean[:, 0] - real_log_kurtosis)[present] ** 2).mean()
 
 
 
@@ -160,41 +171,33 @@ def envelope_log_spectrum(x: torch.Tensor, fs: float, band: tuple[float, float],
     return freqs[sel], 10 * torch.log10(rel.clamp(min=1e-6))
 
 
-def group_mean(v: torch.Tensor, g: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of rows of v (B, F) per group g (B,): ((G, F), present (G,) bool); absent groups are zero rows."""
-    onehot = F.one_hot(g, n_groups).float()
-    counts = onehot.sum(dim=0)
-    return onehot.t() @ v / counts.clamp(min=1).unsqueeze(-1), counts > 0
-
-
 def envelope_loss(fake_env_db: torch.Tensor, real_env_db: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Mean over present groups of mean_f (dB_fake - dB_real)^2 of the group-mean log envelope spectra."""
-    diff = (fake_env_db - real_env_db)[present]
-    return (diff**2).mean() if diff.numel() else fake_env_db.sum() * 0
+    every_bin = torch.ones(fake_env_db.shape[-1], dtype=torch.bool, device=fake_env_db.device)
+    return spectral_loss(fake_env_db, real_env_db, present, every_bin)
 
 
-def segment_lsd(x: torch.Tensor, ref_db: torch.Tensor, g: torch.Tensor, fs: float, band: torch.Tensor,
-                nperseg: int = 256) -> torch.Tensor:
-    """Per segment: in-band lsd_db between its own Welch PSD and its group's reference PSD ``ref_db[g]``.
+def segment_lsd(p: torch.Tensor, ref_db: torch.Tensor, g: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """Per segment: in-band lsd_db between its own PSD and its group's reference PSD ``ref_db[g]``.
 
-    x: (B, C, T), ref_db: (G, F) dB, g: (B,), band: (F,) bool -> (B,) dB. DESIGN.md's spread_ratio is the
-    mean of this over generated segments divided by the same over real ones (with the class mean PSD).
+    p: (B, F) segment PSDs (``segment_psd``), ref_db: (G, F) dB, g: (B,), band: (F,) bool -> (B,) dB.
+    DESIGN.md's spread_ratio is the mean of this over generated segments divided by the same over real
+    ones (with the class mean PSD).
     """
-    nperseg = min(nperseg, x.shape[-1])
-    seg_db = 10 * torch.log10(welch_psd(x, fs, nperseg, nperseg // 2).mean(dim=1).clamp(min=1e-12))  # (B, F)
+    seg_db = 10 * torch.log10(p.clamp(min=1e-12))  # (B, F)
     d = (seg_db - ref_db[g])[:, band]
     return torch.sqrt((d**2).mean(dim=-1) + 1e-12)
 
 
-def spread_loss(fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, real_spread: torch.Tensor,
-                n_groups: int, fs: float, band: torch.Tensor) -> torch.Tensor:
+def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, real_spread: torch.Tensor,
+                n_groups: int, band: torch.Tensor) -> torch.Tensor:
     """Squared log-ratio of the generated to the real segment-to-class spread, per present group.
 
     Keeps diversity right in both directions: below 1 is mode collapse, above 1 is too much variety
     (both fail DESIGN.md's spread_ratio check). Measured against the real class mean PSD, so it does
-    not depend on how many segments of a group the batch holds.
+    not depend on how many segments of a group the batch holds. p_fake: (B, F) segment PSDs.
     """
-    d = segment_lsd(fake, real_db, g, fs, band)
+    d = segment_lsd(p_fake, real_db, g, band)
     mean, present = group_mean(d.unsqueeze(-1), g, n_groups)
     ratio = mean[:, 0].clamp(min=1e-6) / real_spread.clamp(min=1e-6)
-    return (torch.log(ratio)[present] ** 2).mean() if present.any() else fake.sum() * 0
+    return (torch.log(ratio)[present] ** 2).mean() if present.any() else p_fake.sum() * 0

@@ -181,8 +181,8 @@ class ConvGenerator(nn.Module):
     to the full rate; at each level dilated residual blocks with FiLM conditioning on (class embedding,
     rpm, load) shape the waveform. Optional *phase inputs* join at every level: sin, cos and a sharp
     periodic pulse (exp(8 (cos - 1))) of the phase of the shaft rate, FTF, BPFO, BPFI and 2 x BSF at the
-    requested rpm, each with a random start phase and 1 % random speed slip, gated per class. They act
-    as a time-varying FiLM, h * (1 + scale(t)) + shift(t): the multiplication is what lets a pulse train
+    requested rpm, each with a random start phase and 1 % random speed slip. Through per-class weights
+    they act as a time-varying FiLM, h * (1 + scale(t)) + shift(t): the multiplication is what lets a pulse train
     at BPFI *modulate* a resonance, i.e. impacts at the defect rate for any speed (physics-informed
     conditioning) instead of counting samples. A level only sees the inputs it can represent (below
     0.4 x its sample rate), so nothing aliases. Any length that is a
@@ -510,7 +510,7 @@ class TrainedGenerator:
                 raise ValueError(f"fs: expected a positive sampling rate in Hz, got {meta['fs']!r}")
             model_cfg = _from_dict(ModelConfig, meta["model"], "model")
             model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
-                                    length=int(meta["length"]), fs=float(meta["fs"]), geometry=meta.get("geometry", "6205"))
+                                    length=int(meta["length"]), fs=fs, geometry=meta.get("geometry", "6205"))
             normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
             if not isinstance(meta.get("conditions", {}), dict):
                 raise TypeError(f"conditions: expected a table label -> [[rpm, load_hp], ...], got {meta['conditions']!r}")

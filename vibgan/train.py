@@ -169,17 +169,26 @@ class TrainData:
         gen = torch.Generator(device=self.signals.device).manual_seed(seed)
         n_groups = len(self.group_names)
         x, _, _, g = self.sample(2 * n_per_group * n_groups, gen)
-        db, _ = losses.class_log_psd(x, g, n_groups, self.fs, nperseg=min(256, self.length))
+        p = losses.segment_psd(x, self.fs, PSD_NPERSEG)  # (B, F), once for the mean PSD and the spread
+        db, _ = losses.group_log_psd(p, g, n_groups)
         kurt = losses.kurtosis(x).mean(dim=1)
         med = torch.stack([kurt[g == i].median() if (g == i).any() else kurt.new_tensor(3.0) for i in range(n_groups)])
         env = None
         if envelope_band is not None:
             env, _ = losses.group_mean(losses.envelope_log_spectrum(x, self.fs, envelope_band)[1], g, n_groups)
-        nper = min(256, self.length)
-        freqs = torch.fft.rfftfreq(nper, 1.0 / self.fs).to(x.device)
-        band = (freqs > 0) & (freqs <= IN_BAND * self.fs)
-        spread, _ = losses.group_mean(losses.segment_lsd(x, db, g, self.fs, band).unsqueeze(-1), g, n_groups)
+        band = psd_band(self.fs, self.length, x.device)
+        spread, _ = losses.group_mean(losses.segment_lsd(p, db, g, band).unsqueeze(-1), g, n_groups)
         return db, torch.log(med), env, spread[:, 0]
+
+
+#: Welch segment length of the training-time PSDs (DESIGN.md's lsd uses 256); shorter segments use their length.
+PSD_NPERSEG = 256
+
+
+def psd_band(fs: float, length: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The in-band bins (0 < f <= 0.45 fs) of a Welch PSD of ``PSD_NPERSEG`` (or ``length``) samples: (F,) bool."""
+    freqs = torch.fft.rfftfreq(min(PSD_NPERSEG, length), 1.0 / fs).to(device)
+    return (freqs > 0) & (freqs <= IN_BAND * fs)
 
 
 def load_recordings(cfg: Config) -> list[Recording]:
@@ -403,7 +412,8 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     opt_g = torch.optim.Adam(groups, lr=t_cfg.lr_g, betas=tuple(t_cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=t_cfg.lr_d, betas=tuple(t_cfg.betas))
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
-    gen = torch.Generator(device=device).manual_seed(t_cfg.seed + 1_000_003 * ctx.rank)  # own stream per rank
+    rank_seed = t_cfg.seed + 1_000_003 * ctx.rank  # each rank draws its own batches and noise
+    gen = torch.Generator(device=device).manual_seed(rank_seed)
     state = TrainState(G, D, G_ema, opt_g, opt_d, gen, scaler)
 
     extra = {"config": to_dict(cfg), "classes": data.classes,
@@ -423,7 +433,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             if len(gens) == ctx.world:
                 state.gen.set_state(gens[ctx.rank])
             else:  # another number of processes: each rank starts a fresh stream from the step
-                state.gen.manual_seed(t_cfg.seed + 1_000_003 * ctx.rank + state.step)
+                state.gen.manual_seed(rank_seed + state.step)
         if ctx.is_main:
             print(f"resumed from {found} at step {state.step}")
 
@@ -438,8 +448,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     n_groups = len(data.group_names)
     # the training batches come from this rank's shard; the targets above and evaluation use all the data
     shard = dataclasses.replace(data, shard=(ctx.rank, ctx.world)) if ctx.enabled else data
-    freqs = torch.fft.rfftfreq(min(256, T), 1.0 / data.fs).to(device)
-    band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
+    band = psd_band(data.fs, T, device)
     eval_gen_seed = t_cfg.seed + 12345
 
     def autocast():
@@ -510,8 +519,10 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
             loss_adv = g_loss_fn(critic(x_fake, y, c))
             loss_g = lam["adv"] * loss_adv
             loss_spec = loss_k = loss_env = loss_spread = torch.zeros((), device=device)
+            if lam["spectral"] or lam["spread"]:
+                p_fake = losses.segment_psd(x_fake, data.fs, PSD_NPERSEG)  # (B, F), shared by both terms
             if lam["spectral"]:
-                fake_db, present = losses.class_log_psd(x_fake, grp, n_groups, data.fs, nperseg=min(256, T))
+                fake_db, present = losses.group_log_psd(p_fake, grp, n_groups)
                 loss_spec = losses.spectral_loss(fake_db, real_db, present, band)
                 loss_g = loss_g + lam["spectral"] * loss_spec
             if lam["kurtosis"]:
@@ -523,7 +534,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                 loss_env = losses.envelope_loss(fake_env, real_env, present)
                 loss_g = loss_g + lam["envelope"] * loss_env
             if lam["spread"]:
-                loss_spread = losses.spread_loss(x_fake, grp, real_db, real_spread, n_groups, data.fs, band)
+                loss_spread = losses.spread_loss(p_fake, grp, real_db, real_spread, n_groups, band)
                 loss_g = loss_g + lam["spread"] * loss_spread
             ok_g = apply(loss_g, opt_g, G.parameters())
 
@@ -578,12 +589,12 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                             "this is a bug: please report it with the config")
     g_final = copy.deepcopy(G_ema)
     calibrate_equalizer(g_final, data, eval_gen_seed)
-    trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
     if not ctx.is_main:  # the other ranks return the same generator, unsaved
+        trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
         return TrainResult(out, out / "generator", trained, state.step, wall, state.history, {}, str(device),
                            None, [], ctx.world, fingerprints)
-    lsd = evaluate_lsd(g_final.to(device), data, real_db, band, eval_gen_seed)
-    g_final.cpu()
+    lsd = evaluate_lsd(g_final, data, real_db, band, eval_gen_seed)
+    trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
     from safetensors import SafetensorError
 
     try:
@@ -648,7 +659,7 @@ def evaluate_lsd(G: torch.nn.Module, data: TrainData, real_db: torch.Tensor, ban
     g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
     y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
     x = G(G.sample_latent(len(g), data.length, gen, device), y, c).float()
-    fake_db, _ = losses.class_log_psd(x, g, n_groups, data.fs, nperseg=min(256, data.length))
+    fake_db, _ = losses.class_log_psd(x, g, n_groups, data.fs, nperseg=PSD_NPERSEG)
     d = torch.sqrt(((fake_db - real_db)[:, band] ** 2).mean(dim=1))
     return {data.group_names[i]: float(d[i]) for i in range(n_groups)}
 
