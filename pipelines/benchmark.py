@@ -723,8 +723,13 @@ VARIANTS = {
     "classic": "classic augmentation (random crop, gain 0.8-1.2, noise 10-30 dB SNR)",
     "gan-mlp": "seed dense GAN (configs/sinusoid.toml networks, conditional)",
     "gan-vibgan": "vibgan conv GAN (configs/cwru.toml, segment 2048)",
+    "gan-vibgan-classic": "vibgan conv GAN + classic: half classic windows, half GAN windows given the same gain and noise",
     "physics": "physics simulator (vibgan.synthetic.simulate_bearing)",
 }
+#: the GAN behind each GAN variant (gan-vibgan-classic reuses gan-vibgan's generator)
+GAN_OF = {"gan-mlp": "gan-mlp", "gan-vibgan": "gan-vibgan", "gan-vibgan-classic": "gan-vibgan"}
+#: GAN-test: the real-only classifier (seed 0) labels this many generated windows per class
+GAN_TEST_N = 100
 
 
 def window_cnn(n_classes: int, channels: int = 1):
@@ -795,16 +800,20 @@ def predict(net, x: np.ndarray, scale: tuple[float, float], batch_size: int = 25
     return np.concatenate(out)
 
 
-def classic_windows(part, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
-    """n windows of a training part: random crop position, gain U(0.8, 1.2), white noise at U(10, 30) dB SNR."""
-    sig = part.signal
-    starts = rng.integers(0, sig.shape[1] - length + 1, size=n)
-    x = np.stack([sig[:, s:s + length] for s in starts]).astype(np.float32)  # (n, C, T)
-    x *= rng.uniform(0.8, 1.2, size=(n, 1, 1)).astype(np.float32)
+def gain_and_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Windows (n, C, T) times a gain U(0.8, 1.2) each, plus white noise at U(10, 30) dB SNR each."""
+    n = len(x)
+    x = x.astype(np.float32) * rng.uniform(0.8, 1.2, size=(n, 1, 1)).astype(np.float32)
     snr_db = rng.uniform(10.0, 30.0, size=(n, 1, 1))
     rms = np.sqrt((x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True))
-    x += (rms / 10 ** (snr_db / 20) * rng.standard_normal(x.shape)).astype(np.float32)
-    return x
+    return x + (rms / 10 ** (snr_db / 20) * rng.standard_normal(x.shape)).astype(np.float32)
+
+
+def classic_windows(part, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """n windows of a training part: random crop position, then gain_and_noise."""
+    sig = part.signal
+    starts = rng.integers(0, sig.shape[1] - length + 1, size=n)
+    return gain_and_noise(np.stack([sig[:, s:s + length] for s in starts]), rng)  # (n, C, T)
 
 
 #: Simulator severity per CWRU fault diameter: a guess (severity 1 ~ the 0.007 in faults by kurtosis, scaled
@@ -827,6 +836,43 @@ def physics_windows(part, n: int, length: int, seed: int) -> np.ndarray:
     x = rec.signal[:, : n * length].reshape(part.channels, n, length).transpose(1, 0, 2).copy()
     gain = float(np.sqrt((part.signal.astype(np.float64) ** 2).mean()) / max(1e-12, np.sqrt((x.astype(np.float64) ** 2).mean())))
     return (x * gain).astype(np.float32)
+
+
+def confusions(cm: np.ndarray, classes: list[str]) -> list[tuple[str, str, float]]:
+    """Off-diagonal cells of a confusion matrix (true, predicted) as (true, predicted, share of the true
+    class's test windows), largest first; zero cells left out."""
+    share = cm / np.maximum(1, cm.sum(axis=1, keepdims=True))
+    cells = [(classes[i], classes[j], float(share[i, j])) for i in range(len(classes)) for j in range(len(classes))
+             if i != j and cm[i, j]]
+    return sorted(cells, key=lambda c: -c[2])
+
+
+def gan_diagnostics(gens: dict[str, Any], real_net, classes: list[str], x_test: np.ndarray, y_test: np.ndarray,
+                    scale: tuple[float, float], args: argparse.Namespace, per_epoch: int) -> dict[str, Any]:
+    """GAN-test and GAN-train (Shmelkov et al., ECCV 2018) for each trained GAN.
+
+    GAN-test: the real-only classifier (seed 0) labels GAN_TEST_N generated windows per class; the share it
+    labels as the intended class (quality: do generated windows look like their class?).
+    GAN-train: the classifier trained on generated windows only (args.per_class per class, seed 0), macro-F1
+    on the real test set (do generated windows carry what separates the classes on unseen real data?).
+    """
+    out: dict[str, Any] = {}
+    K = len(classes)
+    for name, gen in gens.items():
+        gx = [gen.sample(c, GAN_TEST_N, seed=5000 + k) for k, c in enumerate(classes)]
+        d: dict[str, Any] = {}
+        if real_net is not None:
+            d["gan_test"] = {c: float((predict(real_net, x, scale) == k).mean()) for k, (c, x) in enumerate(zip(classes, gx))}
+        tx = np.concatenate([gen.sample(c, args.per_class, seed=6000 + k) for k, c in enumerate(classes)])
+        ty = np.repeat(np.arange(K), args.per_class)
+        net = train_classifier(tx, ty, K, seed=0, epochs=args.epochs, per_epoch=per_epoch, scale=scale)
+        d["gan_train_macro_f1"] = macro_f1(y_test, predict(net, x_test, scale), K)
+        out[name] = d
+        gt = d.get("gan_test")
+        print(f"  {name}: GAN-train macro-F1 {d['gan_train_macro_f1']:.3f}"
+              + (f"; GAN-test (real-only classifier on generated windows) mean {np.mean(list(gt.values())):.2f}, "
+                 f"lowest {min(gt, key=gt.get)} {min(gt.values()):.2f}" if gt else ""))
+    return out
 
 
 #: --quick: a tiny conv GAN (smoke test of the plumbing, not a result)
@@ -908,6 +954,7 @@ def run_augment(args: argparse.Namespace) -> int:
 
         extra: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         gan_time: dict[str, float] = {}
+        gens: dict[str, Any] = {}
         for v in args.variants:
             rng = np.random.default_rng(1000 + int(S * 1000))
             xs, ys = [], []
@@ -915,16 +962,19 @@ def run_augment(args: argparse.Namespace) -> int:
                 extra[v] = (np.zeros((0, 1, T), np.float32), np.zeros(0, np.int64))
                 continue
             gen = None
-            if v.startswith("gan-"):
-                out = Path(args.out) / "augment" / f"{v}-S{S:g}"
-                cfg = gan_config(v, args, out, seed=0)
-                data = TrainData.from_recordings(parts, length=T, train_fraction=1.0, geometry=cfg.data.geometry)
-                t0 = time.perf_counter()
-                res = train(cfg, data, None)
-                gan_time[v] = time.perf_counter() - t0
-                gen = res.generator
-                print(f"  {v}: trained {res.steps} steps in {gan_time[v]:.0f} s "
-                      f"(final monitored lsd max {max(res.lsd_db.values()):.2f} dB)")
+            if v in GAN_OF:
+                g_name = GAN_OF[v]
+                if g_name not in gens:
+                    out = Path(args.out) / "augment" / f"{g_name}-S{S:g}"
+                    cfg = gan_config(g_name, args, out, seed=0)
+                    data = TrainData.from_recordings(parts, length=T, train_fraction=1.0, geometry=cfg.data.geometry)
+                    t0 = time.perf_counter()
+                    res = train(cfg, data, None)
+                    gan_time[g_name] = time.perf_counter() - t0
+                    gens[g_name] = res.generator
+                    print(f"  {g_name}: trained {res.steps} steps in {gan_time[g_name]:.0f} s "
+                          f"(final monitored lsd max {max(res.lsd_db.values()):.2f} dB)")
+                gen = gens[g_name]
             for k, c in enumerate(classes):
                 n = int(n_add[k])
                 if n == 0:
@@ -933,6 +983,10 @@ def run_augment(args: argparse.Namespace) -> int:
                     x = classic_windows(part_of[c], n, T, rng)
                 elif v == "physics":
                     x = physics_windows(part_of[c], n, T, seed=7919 * (k + 1) + int(S * 1000))
+                elif v == "gan-vibgan-classic":
+                    h = n // 2
+                    x = np.concatenate([classic_windows(part_of[c], n - h, T, rng),
+                                        gain_and_noise(gen.sample(c, h, seed=100 + k), rng)])
                 else:
                     x = gen.sample(c, n, seed=100 + k)
                 xs.append(x.astype(np.float32))
@@ -943,27 +997,38 @@ def run_augment(args: argparse.Namespace) -> int:
         per_epoch = K * args.per_class
         res_s: dict[str, Any] = {"n_real": dict(zip(classes, n_real.tolist())),
                                  "n_added": dict(zip(classes, n_add.tolist())), "gan_train_s": gan_time, "variants": {}}
+        real_net = None
         for v in args.variants:
             x = np.concatenate([real_x, extra[v][0]])
             y = np.concatenate([real_y, extra[v][1]])
-            f1s, accs, t0 = [], [], time.perf_counter()
+            f1s, accs, cm, t0 = [], [], np.zeros((K, K), np.int64), time.perf_counter()
             for seed in range(args.seeds):
                 net = train_classifier(x, y, K, seed=seed, epochs=args.epochs, per_epoch=per_epoch, scale=scale)
+                if v == "real" and seed == 0:
+                    real_net = net
                 pred = predict(net, x_test, scale)
                 f1s.append(macro_f1(y_test, pred, K))
                 accs.append(float((pred == y_test).mean()))
+                np.add.at(cm, (y_test, pred), 1)
             res_s["variants"][v] = {"macro_f1": f1s, "mean": float(np.mean(f1s)),
                                     "std": float(np.std(f1s, ddof=1)) if len(f1s) > 1 else 0.0,
                                     "accuracy": accs, "n_train": int(len(x)),
+                                    "recall": dict(zip(classes, (np.diag(cm) / cm.sum(axis=1)).tolist())),
+                                    "confusions": confusions(cm, classes),
                                     "classifier_s": time.perf_counter() - t0}
-            print(f"  {v:<11} macro-F1 {np.mean(f1s):.3f} +/- {res_s['variants'][v]['std']:.3f} "
-                  f"({len(x)} training windows, {args.seeds} seeds, {time.perf_counter() - t0:.0f} s)")
+            worst = res_s["variants"][v]["confusions"][:2]
+            print(f"  {v:<18} macro-F1 {np.mean(f1s):.3f} +/- {res_s['variants'][v]['std']:.3f} "
+                  f"({len(x)} training windows, {args.seeds} seeds, {time.perf_counter() - t0:.0f} s)"
+                  + (f"; most confused: {', '.join(f'{a} as {b} {r:.0%}' for a, b, r in worst)}" if worst else ""))
+        res_s["gan_diagnostics"] = gan_diagnostics(gens, real_net, classes, x_test, y_test, scale, args, per_epoch)
         results[f"{S:g}"] = res_s
 
     info["loadavg_end"] = _loadavg()
     summary = {f"S{s}/{v}/{k}": r["variants"][v][k] for s, r in results.items() for v in r["variants"]
                for k in ("mean", "std")}
     summary.update({f"S{s}/gan_train_s/{v}": t for s, r in results.items() for v, t in r["gan_train_s"].items()})
+    summary.update({f"S{s}/gan_train_macro_f1/{g}": d["gan_train_macro_f1"] for s, r in results.items()
+                    for g, d in r["gan_diagnostics"].items()})
     result = {"benchmark": "augment", "machine": info, "settings": _settings(args),
               "protocol": {"classes": classes, "window": T, "fs": fs, "test": "last 30 % of each recording, "
                            "non-overlapping windows", "train": "fault classes: first S seconds; normal: first 70 %",

@@ -98,7 +98,35 @@ def test_augment_smoke(tmp_path, cwru_dir):
     faults = [c for c in r["protocol"]["classes"] if c != "Normal"]
     assert all(res["n_added"][c] > 0 for c in faults) and res["n_added"]["Normal"] == 0
     assert res["variants"]["gan-vibgan"]["n_train"] == res["variants"]["classic"]["n_train"]
+    assert res["variants"]["gan-vibgan-classic"]["n_train"] == res["variants"]["classic"]["n_train"]
     assert res["variants"]["real"]["n_train"] < res["variants"]["classic"]["n_train"]
+    for v in res["variants"].values():  # per-class recall and the confusions agree with each other
+        assert set(v["recall"]) == set(r["protocol"]["classes"])
+        for true, _, share in v["confusions"]:
+            assert 0 < share <= 1 - v["recall"][true] + 1e-9
+    diag = res["gan_diagnostics"]
+    assert set(diag) == {"gan-mlp", "gan-vibgan"}  # gan-vibgan-classic reuses gan-vibgan's generator
+    for d in diag.values():
+        assert 0.0 <= d["gan_train_macro_f1"] <= 1.0
+        assert set(d["gan_test"]) == set(r["protocol"]["classes"]) and all(0 <= a <= 1 for a in d["gan_test"].values())
+    assert "S0.5/gan_train_macro_f1/gan-vibgan" in r["summary"]
+
+
+def test_gain_and_noise_keeps_gain_and_snr_in_their_ranges():
+    t = np.arange(4096) / 12000.0
+    x = np.tile(np.sin(2 * np.pi * 1000.0 * t), (400, 1, 1)).astype(np.float32)  # (400, 1, 4096), RMS 0.707
+    y = bench.gain_and_noise(x, np.random.default_rng(1))
+    # the tone's amplitude (projection on the clean tone) is the gain, the residual is the added noise
+    gain = (y * x).sum(-1)[:, 0] / (x * x).sum(-1)[:, 0]
+    noise = y - gain[:, None, None] * x
+    snr_db = 10 * np.log10((gain * 0.7071) ** 2 / noise.var(axis=-1)[:, 0])
+    assert 0.79 < gain.min() and gain.max() < 1.21 and gain.std() > 0.08  # U(0.8, 1.2): std 0.115
+    assert 9.5 < snr_db.min() and snr_db.max() < 30.5 and snr_db.max() - snr_db.min() > 15
+
+
+def test_confusions_are_shares_of_the_true_class_largest_first():
+    cm = np.array([[8, 2, 0], [0, 10, 0], [1, 3, 6]])
+    assert bench.confusions(cm, ["a", "b", "c"]) == [("c", "b", 0.3), ("a", "b", 0.2), ("c", "a", 0.1)]
 
 
 def test_augment_refuses_training_parts_that_reach_the_test_part(tmp_path, cwru_dir, capsys):

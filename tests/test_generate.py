@@ -11,12 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "pipelines" / "generate.py"
-TINY = ["train.steps=4", "train.batch_size=4", "data.simulate.duration_s=2", "data.segment_length=1024",
-        "train.eval_every=2", "train.sample_every=4", "train.checkpoint_every=2", "validate.n_fake=4",
-        "train.progress=false", "train.threads=1", "model.widths=[32,24,16,8]", "model.d_channels=8"]
 
 
 def _load_cli():

@@ -137,16 +137,30 @@ def test_spread_loss_is_zero_at_the_real_spread_and_grows_with_too_little_or_too
     band = (freqs > 0) & (freqs <= 0.45 * fs)
     grp = torch.zeros(32, dtype=torch.long)
 
-    def batch(level_spread: float) -> torch.Tensor:  # white noise with a per-segment gain: spread in dB
-        gains = 10 ** (level_spread * torch.randn(32, 1, 1, generator=g) / 20)
-        return torch.randn(32, 1, T, generator=g) * gains
+    def batch(level_spread: float, n: int = 32) -> torch.Tensor:  # white noise, a per-segment gain: spread in dB
+        gains = 10 ** (level_spread * torch.randn(n, 1, 1, generator=g) / 20)
+        return torch.randn(n, 1, T, generator=g) * gains
 
-    real = batch(3.0)
-    real_db, _ = losses.class_log_psd(real, grp, 1, fs)
-    real_spread = losses.segment_lsd(losses.segment_psd(real, fs), real_db, grp, band).mean().reshape(1)
-    assert 2.0 < float(real_spread) < 4.5  # about the 3 dB of gain spread, plus Welch noise
-    def loss(x):
-        return losses.spread_loss(losses.segment_psd(x, fs), grp, real_db, real_spread, 1, band)
+    real = batch(3.0, 128)
+    real_spread, ok = losses.pairwise_spread(losses.segment_psd(real, fs), grp.new_zeros(128), 1, band)
+    assert ok.all() and 3.0 < float(real_spread) < 5.5  # about sqrt(2) x the 3 dB of gain spread, plus Welch noise
+
+    def loss(x, groups=grp, n_groups=1):
+        return losses.spread_loss(losses.segment_psd(x, fs), groups, real_spread.expand(n_groups), n_groups, band)
 
     same, collapsed, wild = loss(batch(3.0)), loss(batch(0.0)), loss(batch(9.0))
     assert float(same) < 0.05 and float(collapsed) > 0.5 and float(wild) > 0.5
+    # a uniform batch 10 dB off the real level is still collapsed: a biased class spectrum is not variety
+    assert float(loss(batch(0.0) * 10 ** 0.5)) > 0.5
+    # 16 groups of 2 segments each (a batch holds few of each class): still lowest at the real spread
+    pairs = torch.arange(16).repeat_interleave(2)
+    per_level = {s: sum(float(loss(batch(s), pairs, 16)) for _ in range(4)) for s in (0.0, 1.5, 3.0, 6.0)}
+    assert min(per_level, key=per_level.get) == 3.0, per_level
+    # a group with one segment has no pair: it is left out (here: the whole batch)
+    assert float(loss(batch(3.0)[:1], grp[:1])) == 0.0
+    # pairs that are not allowed (e.g. overlapping windows) do not count
+    x = losses.segment_psd(torch.cat([real[:1], real[:1], real[1:2]]), fs)
+    allowed = ~torch.tensor([[0, 0, 1], [0, 0, 1], [1, 1, 0]], dtype=torch.bool)
+    s_all, _ = losses.pairwise_spread(x, grp[:3], 1, band)
+    s_allowed, _ = losses.pairwise_spread(x, grp[:3], 1, band, allowed)
+    assert float(s_allowed) < 0.01 < float(s_all)  # only the identical pair (0, 1) is left

@@ -18,13 +18,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import TINY_BASE, train_tiny
 from scipy.signal import welch
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = [str(Path(sys.executable).with_name("mlflow"))] if Path(sys.executable).with_name("mlflow").exists() \
     else [sys.executable, "-m", "mlflow"]
-TINY = ["train.batch_size=4", "data.simulate.duration_s=2", "data.segment_length=1024", "validate.n_fake=4",
-        "train.progress=false", "train.threads=1", "model.widths=[32,24,16,8]", "model.d_channels=8"]
 START_TIMEOUT_S = 120
 
 
@@ -33,21 +32,9 @@ def tiny_config(out: Path, uri: str, name: str, steps: int, extra: list[str] | N
 
     every = max(1, steps // 2)
     return load_config(ROOT / "configs" / "default.toml",
-                       TINY + [f"train.steps={steps}", f"train.eval_every={every}", f"train.sample_every={steps}",
+                       TINY_BASE + [f"train.steps={steps}", f"train.eval_every={every}", f"train.sample_every={steps}",
                                f"train.checkpoint_every={every}", f"out={str(out)!r}", f"tracking.uri={uri!r}",
                                f"tracking.register_name={name!r}"] + (extra or []))
-
-
-def train_tiny(cfg, data, tracker, **kw):
-    import torch
-
-    from vibgan.train import train
-
-    threads = torch.get_num_threads()
-    try:
-        return train(cfg, data, tracker, **kw)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def free_port() -> int:

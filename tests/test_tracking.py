@@ -20,15 +20,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import TINY, train_tiny
 from scipy.signal import welch
 
 from vibgan import tracking
 from vibgan.errors import ModelError, TrackingError, VibganError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["train.steps=4", "train.batch_size=4", "data.simulate.duration_s=2", "data.segment_length=1024",
-        "train.eval_every=2", "train.sample_every=4", "train.checkpoint_every=2", "validate.n_fake=4",
-        "train.progress=false", "train.threads=1", "model.widths=[32,24,16,8]", "model.d_channels=8"]
 NAME = "vibgan-test"
 
 
@@ -39,19 +37,6 @@ def tiny_config(out: Path, uri: str = "", name: str = NAME, extra: list[str] | N
                        TINY + [f"out={str(out)!r}", f"tracking.uri={uri!r}", f"tracking.register_name={name!r}",
                                "tracking.champion_if='passed'"]  # the strict policy, whatever the demo config says
                        + (extra or []))
-
-
-def train_tiny(cfg, data, tracker, **kw):
-    """Train with one torch thread (the 2-core CI box is shared), then give torch its threads back."""
-    import torch
-
-    from vibgan.train import train
-
-    threads = torch.get_num_threads()
-    try:
-        return train(cfg, data, tracker, **kw)
-    finally:
-        torch.set_num_threads(threads)
 
 
 class Evil:

@@ -189,15 +189,37 @@ def segment_lsd(p: torch.Tensor, ref_db: torch.Tensor, g: torch.Tensor, band: to
     return torch.sqrt((d**2).mean(dim=-1) + 1e-12)
 
 
-def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, real_spread: torch.Tensor,
-                n_groups: int, band: torch.Tensor) -> torch.Tensor:
-    """Squared log-ratio of the generated to the real segment-to-class spread, per present group.
+def pairwise_spread(p: torch.Tensor, g: torch.Tensor, n_groups: int, band: torch.Tensor,
+                    allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group: the mean in-band lsd_db between two different segments of the group.
+
+    A measure of segment-to-segment variety that needs no group mean, so it is unbiased for any number
+    of segments >= 2 (a batch holds only a few of each group; distances to their own small-sample mean
+    come out too small). p: (B, F) segment PSDs, g: (B,), band: (F,) bool, ``allowed``: (B, B) bool of the
+    pairs that may count (e.g. not overlapping windows) -> ((G,) dB, has_pairs (G,) bool).
+    """
+    db = 10 * torch.log10(p.clamp(min=1e-12))[:, band]  # (B, F_band)
+    d = torch.sqrt(torch.cdist(db.unsqueeze(0), db.unsqueeze(0))[0] ** 2 / db.shape[1] + 1e-12)  # (B, B) lsd
+    same = (g.unsqueeze(0) == g.unsqueeze(1)) & ~torch.eye(len(g), dtype=torch.bool, device=g.device)
+    if allowed is not None:
+        same = same & allowed
+    onehot = F.one_hot(g, n_groups).to(d.dtype)  # (B, G)
+    total = onehot.t() @ (d * same) @ onehot  # (G, G); the diagonal sums within-group pairs
+    pairs = onehot.t() @ same.to(d.dtype) @ onehot
+    n = torch.diagonal(pairs)
+    return torch.diagonal(total) / n.clamp(min=1), n > 0
+
+
+def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_spread: torch.Tensor, n_groups: int,
+                band: torch.Tensor) -> torch.Tensor:
+    """Squared log-ratio of the generated to the real segment-to-segment spread (``pairwise_spread``),
+    per group with 2+ segments in the batch.
 
     Keeps diversity right in both directions: below 1 is mode collapse, above 1 is too much variety
-    (both fail DESIGN.md's spread_ratio check). Measured against the real class mean PSD, so it does
-    not depend on how many segments of a group the batch holds. p_fake: (B, F) segment PSDs.
+    (both fail DESIGN.md's spread_ratio check). Generated segments are compared with each other, as
+    spread_ratio compares them with their own mean: a biased class spectrum does not count as variety.
+    p_fake: (B, F) segment PSDs; real_spread: (G,) dB, pairwise_spread of real segments.
     """
-    d = segment_lsd(p_fake, real_db, g, band)
-    mean, present = group_mean(d.unsqueeze(-1), g, n_groups)
-    ratio = mean[:, 0].clamp(min=1e-6) / real_spread.clamp(min=1e-6)
-    return (torch.log(ratio)[present] ** 2).mean() if present.any() else p_fake.sum() * 0
+    spread, ok = pairwise_spread(p_fake, g, n_groups, band)
+    ratio = spread.clamp(min=1e-6) / real_spread.clamp(min=1e-6)
+    return (torch.log(ratio)[ok] ** 2).mean() if ok.any() else p_fake.sum() * 0

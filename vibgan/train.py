@@ -139,6 +139,11 @@ class TrainData:
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """n random training segments, classes balanced: x (n, C, T), y (n,), cond (n, 2), group (n,)."""
+        rec, start, y = self.draw(n, generator)
+        return self.gather(rec, start), y, self.rec_cond[rec], self.rec_group[rec]
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where ``sample``'s n segments come from: recording (n,), start sample (n,) and class (n,)."""
         dev = self.signals.device
         k = len(self.classes)
         y = torch.randint(0, k, (n,), generator=generator, device=dev)
@@ -153,7 +158,7 @@ class TrainData:
         lo = span * r // w
         width = (span * (r + 1) // w - lo).clamp(min=1)
         start = lo + (torch.rand(n, generator=generator, device=dev) * width.float()).long()  # (n,)
-        return self.gather(rec, start), y, self.rec_cond[rec], self.rec_group[rec]
+        return rec, start, y
 
     def gather(self, rec: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """Segments (n, C, T) of recordings ``rec`` (n,) from sample ``start`` (n,) of their training parts."""
@@ -165,10 +170,12 @@ class TrainData:
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Real per-group mean log-PSD (G, F) in dB, log median kurtosis (G,), the mean relative log
         envelope spectrum (G, F_env) in dB when ``envelope_band`` is given (else None), and the mean
-        segment-to-group-mean in-band lsd (G,) in dB (the spread); all in normalised units."""
+        in-band lsd between two segments of a group (G,) in dB (the spread, ``losses.pairwise_spread``); all in
+        normalised units."""
         gen = torch.Generator(device=self.signals.device).manual_seed(seed)
         n_groups = len(self.group_names)
-        x, _, _, g = self.sample(2 * n_per_group * n_groups, gen)
+        rec, start, _ = self.draw(2 * n_per_group * n_groups, gen)
+        x, g = self.gather(rec, start), self.rec_group[rec]
         p = losses.segment_psd(x, self.fs, PSD_NPERSEG)  # (B, F), once for the mean PSD and the spread
         db, _ = losses.group_log_psd(p, g, n_groups)
         kurt = losses.kurtosis(x).mean(dim=1)
@@ -177,8 +184,11 @@ class TrainData:
         if envelope_band is not None:
             env, _ = losses.group_mean(losses.envelope_log_spectrum(x, self.fs, envelope_band)[1], g, n_groups)
         band = psd_band(self.fs, self.length, x.device)
-        spread, _ = losses.group_mean(losses.segment_lsd(p, db, g, band).unsqueeze(-1), g, n_groups)
-        return db, torch.log(med), env, spread[:, 0]
+        # pairs of overlapping windows (near-copies) would understate the variety: only disjoint pairs count
+        apart = (rec.unsqueeze(0) != rec.unsqueeze(1)) | ((start.unsqueeze(0) - start.unsqueeze(1)).abs() >= self.length)
+        spread = torch.stack([losses.pairwise_spread(p[g == i], g[g == i] * 0, 1, band, apart[g == i][:, g == i])[0][0]
+                              for i in range(n_groups)])  # one group at a time: (n, n) distances, not (B, B)
+        return db, torch.log(med), env, spread
 
 
 #: Welch segment length of the training-time PSDs (DESIGN.md's lsd uses 256); shorter segments use their length.
@@ -534,7 +544,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                 loss_env = losses.envelope_loss(fake_env, real_env, present)
                 loss_g = loss_g + lam["envelope"] * loss_env
             if lam["spread"]:
-                loss_spread = losses.spread_loss(p_fake, grp, real_db, real_spread, n_groups, band)
+                loss_spread = losses.spread_loss(p_fake, grp, real_spread, n_groups, band)
                 loss_g = loss_g + lam["spread"] * loss_spread
             ok_g = apply(loss_g, opt_g, G.parameters())
 
