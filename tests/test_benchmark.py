@@ -110,6 +110,11 @@ def test_augment_smoke(tmp_path, cwru_dir):
         assert 0.0 <= d["gan_train_macro_f1"] <= 1.0
         assert set(d["gan_test"]) == set(r["protocol"]["classes"]) and all(0 <= a <= 1 for a in d["gan_test"].values())
     assert "S0.5/gan_train_macro_f1/gan-vibgan" in r["summary"]
+    lv = res["level_sensitivity"]
+    assert set(lv) == {"0.9", "1", "1.1"} and all(set(v) == set(r["protocol"]["classes"]) for v in lv.values())
+    # at gain 1 it is the real-only classifier's own recall (--quick trains one seed)
+    assert lv["1"] == pytest.approx(res["variants"]["real"]["recall"])
+    assert all(0.0 <= x <= 1.0 for v in lv.values() for x in v.values())
 
 
 def test_gain_and_noise_keeps_gain_and_snr_in_their_ranges():
