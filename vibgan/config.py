@@ -70,7 +70,6 @@ class ModelConfig:
     kernel: int = 7
     embed_dim: int = 16  # class embedding size
     style_dim: int = 0  # conv1d: per-segment Gaussian style vector joining the FiLM conditioning (0: none)
-    class_noise: bool = False  # conv1d: per-class learned scales of the noise inputs (regular classes turn them down)
     phase_inputs: bool = True  # feed the generator phase signals at the bearing's characteristic frequencies
     equalizer: bool = True  # per-class learned output filter (source-filter generator)
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
@@ -91,7 +90,7 @@ class TrainConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     lr_eq: float = 1e-2  # the equalizer's log-gains: large steps, they are few and well conditioned
-    lr_phase: float = 2e-3  # the per-class phase-input projections and noise scales (model.class_noise)
+    lr_phase: float = 2e-3  # the per-class phase-input projections (which defect rates modulate each class)
     betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
     gp_weight: float = 10.0
     ema_decay: float = 0.99

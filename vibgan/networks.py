@@ -223,10 +223,6 @@ class ConvGenerator(nn.Module):
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
-        # per class, log-scales of the coarse noise channels and of each level's noise injection (zero: the
-        # shared scales): a strictly periodic fault can turn its randomness down while a healthy bearing keeps it
-        self.class_noise = (nn.Parameter(torch.zeros(n_classes, cfg.noise_dim + len(cfg.widths)))
-                            if cfg.class_noise else None)
 
     def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,
                       device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -261,20 +257,13 @@ class ConvGenerator(nn.Module):
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         z, phase0, slip, fine = latent[:4]
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype), *latent[4:]], dim=1)  # (B, E)
-        if self.class_noise is not None:
-            log_scale = self.class_noise[y].to(z.dtype)  # (B, noise_dim + levels)
-            z = z * torch.exp(log_scale[:, : self.noise_dim]).unsqueeze(-1)
-            fine_scale = torch.exp(log_scale[:, self.noise_dim:]).view(len(y), -1, 1, 1)  # (B, levels, 1, 1)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
         step = self.hop
         for level, blocks in enumerate(self.blocks):
             if level:
                 step //= self.strides[level]
                 h = F.leaky_relu(self.ups[level - 1](h), 0.2)  # (B, W_level, T/step)
-            noise = fine[..., ::step][..., : h.shape[-1]].to(h.dtype)
-            if self.class_noise is not None:
-                noise = noise * fine_scale[:, level]
-            h = h + self.noise_gain[level] * noise
+            h = h + self.noise_gain[level] * fine[..., ::step][..., : h.shape[-1]].to(h.dtype)
             if self.phase_inputs:
                 ph = self.phase_features(cond, phase0, slip, h.shape[-1], step).to(h.dtype)
                 scale, shift = self.phase_proj[level](ph, y).chunk(2, dim=1)
