@@ -44,7 +44,6 @@ def test_overrides_are_typed_toml_values():
     ("model.widths=[8, 8]", ["model.widths"]),
     ("train.precision=fp8", ["train.precision"]),
     ("train.lambdas.beauty=1.0", ["train.lambdas"]),
-    ("model.style_dim=-1", ["model.style_dim", "positive"]),
     ("steps", ["key=value"]),
 ])
 def test_bad_values_name_the_field(override, words):
@@ -52,12 +51,6 @@ def test_bad_values_name_the_field(override, words):
         load_config(CONFIGS / "default.toml", [override])
     for w in words:
         assert w in str(e.value)
-
-
-def test_a_style_vector_needs_residual_blocks_to_act_through():
-    with pytest.raises(ConfigError) as e:
-        load_config(CONFIGS / "default.toml", ["model.style_dim=4", "model.res_blocks=[0, 0, 0, 0]"])
-    assert "model.style_dim" in str(e.value) and "res_blocks" in str(e.value)
 
 
 def test_bad_files(tmp_path):

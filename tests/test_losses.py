@@ -142,16 +142,32 @@ def test_spread_loss_is_zero_at_the_real_spread_and_grows_with_too_little_or_too
         return torch.randn(n, 1, T, generator=g) * gains
 
     real = batch(3.0, 128)
-    real_spread, ok = losses.pairwise_spread(losses.segment_psd(real, fs), grp.new_zeros(128), 1, band)
+    p_real = losses.segment_psd(real, fs)
+    real_db, _ = losses.group_log_psd(p_real, grp.new_zeros(128), 1)
+    # against the real class mean (the default)
+    mean_spread = losses.segment_lsd(p_real, real_db, grp.new_zeros(128), band).mean().reshape(1)
+    assert 2.0 < float(mean_spread) < 4.5  # about the 3 dB of gain spread, plus Welch noise
+
+    def loss_mean(x):
+        return losses.spread_loss(losses.segment_psd(x, fs), grp, real_db, mean_spread, 1, band)
+
+    same, collapsed, wild = loss_mean(batch(3.0)), loss_mean(batch(0.0)), loss_mean(batch(9.0))
+    assert float(same) < 0.05 and float(collapsed) > 0.2 and float(wild) > 0.5
+
+    # pairwise: segments compared with each other
+    real_spread, ok = losses.pairwise_spread(p_real, grp.new_zeros(128), 1, band)
     assert ok.all() and 3.0 < float(real_spread) < 5.5  # about sqrt(2) x the 3 dB of gain spread, plus Welch noise
 
     def loss(x, groups=grp, n_groups=1):
-        return losses.spread_loss(losses.segment_psd(x, fs), groups, real_spread.expand(n_groups), n_groups, band)
+        return losses.spread_loss(losses.segment_psd(x, fs), groups, real_db.expand(n_groups, -1),
+                                  real_spread.expand(n_groups), n_groups, band, pairwise=True)
 
     same, collapsed, wild = loss(batch(3.0)), loss(batch(0.0)), loss(batch(9.0))
     assert float(same) < 0.05 and float(collapsed) > 0.5 and float(wild) > 0.5
-    # a uniform batch 10 dB off the real level is still collapsed: a biased class spectrum is not variety
-    assert float(loss(batch(0.0) * 10 ** 0.5)) > 0.5
+    # a uniform batch 3.5 dB off the real level: the real-mean measure counts the bias as variety, the
+    # pairwise one still sees a collapsed batch
+    biased = batch(0.0) * 10 ** (3.5 / 20)
+    assert float(loss_mean(biased)) < 0.1 and float(loss(biased)) > 0.5
     # 16 groups of 2 segments each (a batch holds few of each class): still lowest at the real spread
     pairs = torch.arange(16).repeat_interleave(2)
     per_level = {s: sum(float(loss(batch(s), pairs, 16)) for _ in range(4)) for s in (0.0, 1.5, 3.0, 6.0)}

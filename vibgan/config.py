@@ -69,7 +69,6 @@ class ModelConfig:
     res_blocks: list[int] = field(default_factory=lambda: [0, 1, 2, 1])  # dilated residual blocks per rate
     kernel: int = 7
     embed_dim: int = 16  # class embedding size
-    style_dim: int = 0  # conv1d: per-segment Gaussian style vector joining the FiLM conditioning (0: none)
     phase_inputs: bool = True  # feed the generator phase signals at the bearing's characteristic frequencies
     equalizer: bool = True  # per-class learned output filter (source-filter generator)
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
@@ -98,6 +97,9 @@ class TrainConfig:
                                                                 "envelope": 0.0, "spread": 0.0})
     # band-pass (Hz) before the envelope in the envelope loss: the structural resonance the fault impacts excite
     envelope_band: list[float] = field(default_factory=lambda: [2000.0, 5000.0])
+    # spread loss: false measures each generated segment against the real class mean PSD (a biased class
+    # spectrum then counts as variety); true compares generated segments with each other (losses.pairwise_spread)
+    spread_pairwise: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16
     seed: int = 0
@@ -349,11 +351,6 @@ def check(cfg: Config, source: str = "config") -> None:
             bad("model.widths", f"{len(m.upsample) + 1} positive widths (one per rate)", m.widths)
         if len(m.res_blocks) != len(m.upsample) + 1 or any(r < 0 for r in m.res_blocks):
             bad("model.res_blocks", f"{len(m.upsample) + 1} non-negative counts (one per rate)", m.res_blocks)
-        if m.style_dim < 0:
-            bad("model.style_dim", "0 (no style vector) or a positive size", m.style_dim)
-        if m.style_dim and not any(m.res_blocks):
-            bad("model.style_dim", "0 when model.res_blocks are all 0 (the style vector acts through their FiLM)",
-                m.style_dim)
     if t.steps < 0:
         bad("train.steps", "a non-negative number of steps", t.steps)
     if t.batch_size < 1:

@@ -210,16 +210,24 @@ def pairwise_spread(p: torch.Tensor, g: torch.Tensor, n_groups: int, band: torch
     return torch.diagonal(total) / n.clamp(min=1), n > 0
 
 
-def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_spread: torch.Tensor, n_groups: int,
-                band: torch.Tensor) -> torch.Tensor:
-    """Squared log-ratio of the generated to the real segment-to-segment spread (``pairwise_spread``),
-    per group with 2+ segments in the batch.
+def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, real_spread: torch.Tensor,
+                n_groups: int, band: torch.Tensor, pairwise: bool = False) -> torch.Tensor:
+    """Squared log-ratio of the generated to the real spread, per group.
 
     Keeps diversity right in both directions: below 1 is mode collapse, above 1 is too much variety
-    (both fail DESIGN.md's spread_ratio check). Generated segments are compared with each other, as
-    spread_ratio compares them with their own mean: a biased class spectrum does not count as variety.
-    p_fake: (B, F) segment PSDs; real_spread: (G,) dB, pairwise_spread of real segments.
+    (both fail DESIGN.md's spread_ratio check). Two measures, the real target (``real_spread``, (G,) dB)
+    computed the same way:
+    - ``pairwise=False``: each generated segment's lsd from the *real* group mean PSD ``real_db`` (G, F),
+      averaged per group present in the batch. It does not depend on how many segments of a group the
+      batch holds, but a generated group whose mean spectrum is off counts that bias as variety.
+    - ``pairwise=True``: ``pairwise_spread`` of the generated segments, per group with 2+ segments in the
+      batch: segments compared with each other, as spread_ratio compares them with their own mean.
+    p_fake: (B, F) segment PSDs.
     """
-    spread, ok = pairwise_spread(p_fake, g, n_groups, band)
+    if pairwise:
+        spread, ok = pairwise_spread(p_fake, g, n_groups, band)
+    else:
+        mean, ok = group_mean(segment_lsd(p_fake, real_db, g, band).unsqueeze(-1), g, n_groups)
+        spread = mean[:, 0]
     ratio = spread.clamp(min=1e-6) / real_spread.clamp(min=1e-6)
     return (torch.log(ratio)[ok] ** 2).mean() if ok.any() else p_fake.sum() * 0

@@ -195,10 +195,9 @@ class ConvGenerator(nn.Module):
         self.noise_dim, self.noise = cfg.noise_dim, cfg.noise
         self.hop = int(math.prod(cfg.upsample))
         self.phase_inputs = cfg.phase_inputs
-        self.style_dim = int(cfg.style_dim)
         self.register_buffer("ratios", torch.tensor(characteristic_ratios(geometry), dtype=torch.float32))
         n_phase = 3 * len(self.ratios)
-        embed = cfg.embed_dim + 2 + self.style_dim
+        embed = cfg.embed_dim + 2
         k = cfg.kernel
         self.class_embed = nn.Embedding(n_classes, cfg.embed_dim)
         self.inp = nn.Conv1d(cfg.noise_dim, cfg.widths[0], k, padding=k // 2)
@@ -237,10 +236,7 @@ class ConvGenerator(nn.Module):
         phase0 = torch.rand(n, k, generator=generator, device=device) * (2 * math.pi)
         slip = 1.0 + 0.01 * torch.randn(n, k, generator=generator, device=device)
         fine = torch.randn(n, 1, length, generator=generator, device=device)  # full-rate noise (B, 1, T)
-        if not self.style_dim:
-            return z, phase0, slip, fine
-        style = torch.randn(n, self.style_dim, generator=generator, device=device)  # one per segment (B, S)
-        return z, phase0, slip, fine, style
+        return z, phase0, slip, fine
 
     def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
                        step: int = 1) -> torch.Tensor:
@@ -255,8 +251,8 @@ class ConvGenerator(nn.Module):
         return torch.cat([torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(-1, keepdim=True)) * ok], dim=1)
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        z, phase0, slip, fine = latent[:4]
-        e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype), *latent[4:]], dim=1)  # (B, E)
+        z, phase0, slip, fine = latent
+        e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
         step = self.hop
         for level, blocks in enumerate(self.blocks):

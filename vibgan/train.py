@@ -166,12 +166,12 @@ class TrainData:
         x = self.signals[rec.unsqueeze(1), idx]  # (n, T, C): one gather, no Python loop
         return x.transpose(1, 2).contiguous()
 
-    def group_statistics(self, n_per_group: int = 64, seed: int = 0, envelope_band: tuple[float, float] | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def group_statistics(self, n_per_group: int = 64, seed: int = 0, envelope_band: tuple[float, float] | None = None,
+                         pairwise_spread: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Real per-group mean log-PSD (G, F) in dB, log median kurtosis (G,), the mean relative log
-        envelope spectrum (G, F_env) in dB when ``envelope_band`` is given (else None), and the mean
-        in-band lsd between two segments of a group (G,) in dB (the spread, ``losses.pairwise_spread``); all in
-        normalised units."""
+        envelope spectrum (G, F_env) in dB when ``envelope_band`` is given (else None), and the spread (G,) in dB:
+        the mean in-band lsd of a segment from its group mean PSD, or with ``pairwise_spread`` between two
+        disjoint segments of a group (``losses.pairwise_spread``); all in normalised units."""
         gen = torch.Generator(device=self.signals.device).manual_seed(seed)
         n_groups = len(self.group_names)
         rec, start, _ = self.draw(2 * n_per_group * n_groups, gen)
@@ -184,6 +184,9 @@ class TrainData:
         if envelope_band is not None:
             env, _ = losses.group_mean(losses.envelope_log_spectrum(x, self.fs, envelope_band)[1], g, n_groups)
         band = psd_band(self.fs, self.length, x.device)
+        if not pairwise_spread:
+            spread, _ = losses.group_mean(losses.segment_lsd(p, db, g, band).unsqueeze(-1), g, n_groups)
+            return db, torch.log(med), env, spread[:, 0]
         # pairs of overlapping windows (near-copies) would understate the variety: only disjoint pairs count
         apart = (rec.unsqueeze(0) != rec.unsqueeze(1)) | ((start.unsqueeze(0) - start.unsqueeze(1)).abs() >= self.length)
         spread = torch.stack([losses.pairwise_spread(p[g == i], g[g == i] * 0, 1, band, apart[g == i][:, g == i])[0][0]
@@ -454,7 +457,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
         raise TrainingError(f"train.envelope_band {t_cfg.envelope_band} Hz lies above the signal band "
                             f"(fs = {data.fs:g} Hz); lower it or set train.lambdas.envelope = 0")
     real_db, real_logk, real_env, real_spread = data.group_statistics(  # (G, F) dB, (G,), (G, F_env) dB, (G,) dB
-        seed=t_cfg.seed + 7, envelope_band=env_band if lam["envelope"] else None)
+        seed=t_cfg.seed + 7, envelope_band=env_band if lam["envelope"] else None, pairwise_spread=t_cfg.spread_pairwise)
     n_groups = len(data.group_names)
     # the training batches come from this rank's shard; the targets above and evaluation use all the data
     shard = dataclasses.replace(data, shard=(ctx.rank, ctx.world)) if ctx.enabled else data
@@ -544,7 +547,8 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                 loss_env = losses.envelope_loss(fake_env, real_env, present)
                 loss_g = loss_g + lam["envelope"] * loss_env
             if lam["spread"]:
-                loss_spread = losses.spread_loss(p_fake, grp, real_spread, n_groups, band)
+                loss_spread = losses.spread_loss(p_fake, grp, real_db, real_spread, n_groups, band,
+                                                  pairwise=t_cfg.spread_pairwise)
                 loss_g = loss_g + lam["spread"] * loss_spread
             ok_g = apply(loss_g, opt_g, G.parameters())
 
