@@ -165,3 +165,17 @@ def test_conditional_gan_puts_each_envelope_peak_at_its_fault_frequency(tmp_path
         assert abs(peak - own) < 0.03 * own, f"{label}: envelope peak at {peak:.1f} Hz, expected {own:.1f} Hz"
         near = lambda fc, m=mean, f=freqs: m[(f > 0.97 * fc) & (f < 1.03 * fc)].max()  # noqa: E731
         assert near(own) > 2 * near(other)
+
+
+def test_spread_pairwise_switches_the_spread_measure(tmp_path):
+    logged = {}
+    for pairwise in (False, True):
+        cfg = small_cfg(tmp_path / str(pairwise), "train.steps=3", "train.lambdas.spread=10.0",
+                        f"train.spread_pairwise={str(pairwise).lower()}")
+        tracker = MemoryTracker()
+        train(cfg, prepare_data(cfg), tracker)
+        logged[pairwise] = [v for _, v in tracker.metrics["loss/spread"]]
+    for values in logged.values():
+        assert len(values) == 3 and all(np.isfinite(v) and v > 0 for v in values)
+    # the same seed and batches; only the measure differs, and so does the loss
+    assert logged[True] != pytest.approx(logged[False], rel=0.01)
