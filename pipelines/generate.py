@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vibgan.errors import run_cli
 
+    _STOP["requested"] = False
     previous = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM cleans up like Ctrl-C
     try:
         return run_cli(lambda: run(args), f"interrupted: nothing was written to {args.out}")
@@ -60,7 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: set by SIGTERM; the write loop checks it after every batch
+_STOP = {"requested": False}
+
+
 def _sigterm(signum, frame):
+    """Raise KeyboardInterrupt where the main thread is, and leave a flag the write loop checks: a
+    handler that fires inside a ``__del__`` or a weakref callback has its exception swallowed by Python
+    ("Exception ignored in ..."), and the signal would otherwise be lost."""
+    _STOP["requested"] = True
     raise KeyboardInterrupt
 
 
@@ -230,6 +239,8 @@ def write_all(gen, jobs: list[dict], args: argparse.Namespace, prov: dict) -> No
                         wav.append(x, j["label"], done)
                     done += len(x)
                     bar.update(len(x))
+                    if _STOP["requested"]:  # a SIGTERM whose KeyboardInterrupt was swallowed
+                        raise KeyboardInterrupt
         if pq is not None:
             pq.close()
         if wav is not None:

@@ -197,14 +197,15 @@ def test_killed_process_leaves_no_output_file(model, tmp_path, sig):
             time.sleep(0.1)
         assert proc.poll() is None, proc.stderr.read().decode()
         proc.send_signal(sig)
-        proc.wait(timeout=90)  # generous: the claim is "no partial file", not how fast it stops
+        # communicate, not wait: it drains stderr, so a child with a lot to say cannot block on a full pipe
+        _, err = proc.communicate(timeout=90)  # generous: the claim is "no partial file", not how fast it stops
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert not out.exists()
     if sig == signal.SIGTERM:  # cleaned up like Ctrl-C
-        assert proc.returncode == 130 and leftovers(tmp_path) == []
+        assert proc.returncode == 130 and leftovers(tmp_path) == [], err.decode()[-2000:]
     else:  # nothing can clean up after SIGKILL: only a hidden temp file remains, never gen.h5
         assert all(name.startswith(".gen.h5.") and name.endswith(".tmp") for name in leftovers(tmp_path))
 
@@ -227,3 +228,32 @@ def test_a_generator_directory_mixing_two_saves_is_refused(gen, tmp_path):
     shutil.copy(b / "generator.safetensors", a / "generator.safetensors")  # a crash between the two renames
     with pytest.raises(ModelError, match="weights_sha256 differs"):
         TrainedGenerator.load(a)
+
+
+def test_a_sigterm_swallowed_inside_a_finaliser_still_stops_the_write(tmp_path):
+    """Python ignores an exception raised in a __del__; a SIGTERM handled there must not be lost."""
+    from types import SimpleNamespace
+
+    class Finaliser:
+        def __del__(self):
+            cli._sigterm(signal.SIGTERM, None)  # its KeyboardInterrupt is "ignored" by Python
+
+    class FakeGen:
+        channels, fs, units = ["DE"], 12000.0, "g"
+
+        def iter_samples(self, label, n, **kw):
+            for i in range(n // 4):
+                if i == 2:
+                    Finaliser()  # dropped at once: the handler runs inside __del__
+                yield np.zeros((4, 1, 64), np.float32)
+
+    out = tmp_path / "gen.h5"
+    args = SimpleNamespace(out=str(out), parquet=None, wav_dir=None, no_progress=True, batch_size=4)
+    jobs = [{"label": "inner", "n": 400, "rpm": 1797.0, "load_hp": 0.0, "seed": 0, "length": 64}]
+    cli._STOP["requested"] = False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli.write_all(FakeGen(), jobs, args, {})
+    finally:
+        cli._STOP["requested"] = False
+    assert not out.exists() and leftovers(tmp_path) == []
