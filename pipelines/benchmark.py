@@ -750,10 +750,21 @@ def window_cnn(n_classes: int, channels: int = 1):
     )
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Mean over classes of F1 = 2 TP / (2 TP + FP + FN); a class absent from both counts as 0."""
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts (K, K): row = true class, column = predicted class."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def recall(cm: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Per class: the share of its windows predicted as itself (rows of a confusion matrix)."""
+    return dict(zip(classes, (np.diag(cm) / np.maximum(1, cm.sum(axis=1))).tolist()))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Mean over classes of F1 = 2 TP / (2 TP + FP + FN); a class absent from both counts as 0."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
     tp = np.diag(cm).astype(float)
     denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
@@ -886,10 +897,8 @@ def level_sensitivity(net, classes: list[str], x_test: np.ndarray, y_test: np.nd
     A classifier that separates classes by signal level loses a class when its level drifts by 10 %, which
     a sensor, a mounting or a few weeks of wear easily do; gain augmentation trains that away, a generator
     that copies the training level does not."""
-    out = {f"{g:g}": dict(zip(classes, np.bincount(y_test, weights=(predict(net, x_test * g, scale) == y_test),
-                                                   minlength=len(classes)) / np.bincount(y_test, minlength=len(classes))))
+    out = {f"{g:g}": recall(confusion_matrix(y_test, predict(net, x_test * g, scale), len(classes)), classes)
            for g in LEVEL_GAINS}
-    out = {g: {c: float(r) for c, r in rec.items()} for g, rec in out.items()}
     moved = [c for c in classes if max(r[c] for r in out.values()) - min(r[c] for r in out.values()) > 0.2]
     print("  level sensitivity (real-only classifier, test windows x 0.9 / 1 / 1.1): "
           + (", ".join(f"{c} recall " + " / ".join(f"{out[g][c]:.2f}" for g in out) for c in moved)
@@ -1031,11 +1040,11 @@ def run_augment(args: argparse.Namespace) -> int:
                 pred = predict(net, x_test, scale)
                 f1s.append(macro_f1(y_test, pred, K))
                 accs.append(float((pred == y_test).mean()))
-                np.add.at(cm, (y_test, pred), 1)
+                cm += confusion_matrix(y_test, pred, K)
             res_s["variants"][v] = {"macro_f1": f1s, "mean": float(np.mean(f1s)),
                                     "std": float(np.std(f1s, ddof=1)) if len(f1s) > 1 else 0.0,
                                     "accuracy": accs, "n_train": int(len(x)),
-                                    "recall": dict(zip(classes, (np.diag(cm) / cm.sum(axis=1)).tolist())),
+                                    "recall": recall(cm, classes),
                                     "confusions": confusions(cm, classes),
                                     "classifier_s": time.perf_counter() - t0}
             worst = res_s["variants"][v]["confusions"][:2]

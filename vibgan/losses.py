@@ -102,10 +102,15 @@ def group_mean(v: torch.Tensor, g: torch.Tensor, n_groups: int) -> tuple[torch.T
     return onehot.t() @ v / counts.clamp(min=1).unsqueeze(-1), counts > 0
 
 
+def power_db(p: torch.Tensor) -> torch.Tensor:
+    """Power (PSD) in dB, floored at -120 dB so empty bins stay finite."""
+    return 10 * torch.log10(p.clamp(min=1e-12))
+
+
 def group_log_psd(p: torch.Tensor, g: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-group mean of segment PSDs p (B, F), averaged in linear power, in dB: ((G, F), present (G,))."""
     mean, present = group_mean(p, g, n_groups)
-    return 10 * torch.log10(mean.clamp(min=1e-12)), present
+    return power_db(mean), present
 
 
 def class_log_psd(x: torch.Tensor, y: torch.Tensor, n_classes: int, fs: float,
@@ -184,8 +189,7 @@ def segment_lsd(p: torch.Tensor, ref_db: torch.Tensor, g: torch.Tensor, band: to
     DESIGN.md's spread_ratio is the mean of this over generated segments divided by the same over real
     ones (with the class mean PSD).
     """
-    seg_db = 10 * torch.log10(p.clamp(min=1e-12))  # (B, F)
-    d = (seg_db - ref_db[g])[:, band]
+    d = (power_db(p) - ref_db[g])[:, band]
     return torch.sqrt((d**2).mean(dim=-1) + 1e-12)
 
 
@@ -198,16 +202,15 @@ def pairwise_spread(p: torch.Tensor, g: torch.Tensor, n_groups: int, band: torch
     come out too small). p: (B, F) segment PSDs, g: (B,), band: (F,) bool, ``allowed``: (B, B) bool of the
     pairs that may count (e.g. not overlapping windows) -> ((G,) dB, has_pairs (G,) bool).
     """
-    db = 10 * torch.log10(p.clamp(min=1e-12))[:, band]  # (B, F_band)
+    db = power_db(p)[:, band]  # (B, F_band)
     d = torch.sqrt(torch.cdist(db.unsqueeze(0), db.unsqueeze(0))[0] ** 2 / db.shape[1] + 1e-12)  # (B, B) lsd
     same = (g.unsqueeze(0) == g.unsqueeze(1)) & ~torch.eye(len(g), dtype=torch.bool, device=g.device)
     if allowed is not None:
         same = same & allowed
     onehot = F.one_hot(g, n_groups).to(d.dtype)  # (B, G)
-    total = onehot.t() @ (d * same) @ onehot  # (G, G); the diagonal sums within-group pairs
-    pairs = onehot.t() @ same.to(d.dtype) @ onehot
-    n = torch.diagonal(pairs)
-    return torch.diagonal(total) / n.clamp(min=1), n > 0
+    total = onehot.t() @ (d * same).sum(dim=1)  # (G,): sum over each group's pairs (each counted twice)
+    n = onehot.t() @ same.sum(dim=1).to(d.dtype)  # (G,): the number of those pairs, counted the same way
+    return total / n.clamp(min=1), n > 0
 
 
 def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, real_spread: torch.Tensor,
