@@ -147,11 +147,13 @@ def test_conditional_gan_puts_each_envelope_peak_at_its_fault_frequency(tmp_path
     from vibgan.bearing import fault_frequencies
     from vibgan.spectral import envelope_spectrum
 
+    # one torch thread, whatever earlier tests left set: the 80-step result depends on the float summation order
+    # (at 2 threads seed 0's inner class peaks at 132 Hz; seeds 1 and 2 pass)
     cfg = load_config(None, [
         "data.simulate.faults=['inner', 'outer']", "data.simulate.rpms=[1797.0]", "data.simulate.duration_s=6.0",
         "data.simulate.severity=2.0", "train.steps=80", "train.batch_size=8", "train.progress=false",
         "train.eval_every=1000", "train.sample_every=1000", "train.checkpoint_every=1000",
-        "tracking.enabled=false", "train.lambdas.kurtosis=2.0", "train.lambdas.envelope=1.0",
+        "tracking.enabled=false", "train.lambdas.kurtosis=2.0", "train.lambdas.envelope=1.0", "train.threads=1",
         f"out={str(tmp_path)!r}",
     ])
     res = train(cfg, prepare_data(cfg), MemoryTracker())
