@@ -72,6 +72,8 @@ class ModelConfig:
     phase_inputs: bool = True  # feed the generator phase signals at the bearing's characteristic frequencies
     equalizer: bool = True  # per-class learned output filter (source-filter generator)
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
+    impulse_taps: int = 0  # conv1d: >0 adds deterministic impacts (impulse trains at fr, FTF, BPFO, BPFI, 2 x BSF
+    #                        through learned per-class impulse responses of this many taps); 0: off
     d_channels: int = 16
     d_scales: int = 2  # multi-scale discriminators (HiFi-GAN style): the signal, then 2x average-pooled, ...
     spectral_norm: bool = True
@@ -351,6 +353,8 @@ def check(cfg: Config, source: str = "config") -> None:
             bad("model.widths", f"{len(m.upsample) + 1} positive widths (one per rate)", m.widths)
         if len(m.res_blocks) != len(m.upsample) + 1 or any(r < 0 for r in m.res_blocks):
             bad("model.res_blocks", f"{len(m.upsample) + 1} non-negative counts (one per rate)", m.res_blocks)
+        if isinstance(m.impulse_taps, bool) or not isinstance(m.impulse_taps, int) or not 0 <= m.impulse_taps <= 4096:
+            bad("model.impulse_taps", "a whole number of taps in 0-4096 (0: no impulse path)", m.impulse_taps)
     if t.steps < 0:
         bad("train.steps", "a non-negative number of steps", t.steps)
     if t.batch_size < 1:

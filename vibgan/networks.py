@@ -174,6 +174,49 @@ class ClassProjection(nn.Module):
         return torch.bmm(self.weight[y].to(x.dtype), x) + self.bias[y].to(x.dtype).unsqueeze(-1)
 
 
+class ImpulsePath(nn.Module):
+    """Deterministic impacts, the McFadden-Smith bearing model: at each characteristic frequency a train of
+    unit impulses, each placed to a fraction of a sample (split linearly between its two neighbours),
+    amplitude-modulated per class by the shaft and cage phases (load zone, ball spin) and by a per-segment
+    and a per-impact random log-gain, then convolved with a learned per-class impulse response (the
+    structure's ring-down, causal, ``taps`` long). Every impact of a segment has the same shape, as in a
+    real fault signal, where the generator's noise-driven path gives each impact a random texture.
+    The kernels start at zero, so the path is off until training grows it.
+    """
+
+    HARMONICS = 2  # modulation harmonics of the shaft and cage rates
+
+    def __init__(self, n_classes: int, n_trains: int, out_channels: int, taps: int) -> None:
+        super().__init__()
+        self.taps = taps
+        self.kernel = nn.Parameter(torch.zeros(n_classes, out_channels, n_trains, taps))
+        self.mod = nn.Parameter(torch.zeros(n_classes, n_trains, 4 * self.HARMONICS))
+        # log of the per-segment and per-impact log-gain standard deviations: (K, 2, trains)
+        self.log_sigma = nn.Parameter(torch.full((n_classes, 2, n_trains), math.log(0.1)))
+
+    def forward(self, y: torch.Tensor, freq: torch.Tensor, phase0: torch.Tensor, seg: torch.Tensor,
+                jitter: torch.Tensor, fs: float, length: int) -> torch.Tensor:
+        """y (B,), freq (B, K) Hz, phase0 (B, K) rad, seg (B, K) and jitter (B, K, length + taps) standard
+        normal -> (B, C, length)."""
+        L = self.taps
+        n = length + L - 1  # the trains start L - 1 samples early: impacts before the segment ring into it
+        t = (torch.arange(n, device=freq.device, dtype=torch.float32) - (L - 1)) / fs
+        u = freq.float().unsqueeze(-1) * t + phase0.float().unsqueeze(-1) / (2 * math.pi)  # (B, K, n) cycles
+        whole = torch.floor(u)
+        cross = (whole[..., 1:] > whole[..., :-1]).float()  # an impact between samples i and i + 1
+        after = ((u[..., 1:] - whole[..., 1:]) / (u[..., 1:] - u[..., :-1]).clamp(min=1e-9)).clamp(0, 1)
+        feats = [f(2 * math.pi * h * u[:, j]) for j in (0, 1) for h in range(1, self.HARMONICS + 1)
+                 for f in (torch.cos, torch.sin)]  # shaft (fr) and cage (FTF) phases: (B, n) each
+        log_amp = torch.bmm(self.mod[y].float(), torch.stack(feats, dim=1))[..., 1:]  # (B, K, n - 1)
+        sigma = torch.exp(self.log_sigma[y].float())  # (B, 2, K)
+        log_amp = log_amp + (sigma[:, 0] * seg.float()).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jitter[..., 1:n].float()
+        w = cross * torch.exp(log_amp)
+        trains = F.pad(w * (1 - after), (1, 0)) + F.pad(w * after, (0, 1))  # (B, K, n)
+        nfft = 1 << (n - 1).bit_length()  # >= n: the part kept below never wraps around
+        spec = torch.fft.rfft(trains, nfft).unsqueeze(1) * torch.fft.rfft(self.kernel[y].float(), nfft)  # (B, C, K, F)
+        return torch.fft.irfft(spec.sum(dim=2), nfft)[..., L - 1: L - 1 + length]  # (B, C, length)
+
+
 class ConvGenerator(nn.Module):
     """Fully convolutional conditional generator for long vibration signals.
 
@@ -220,6 +263,8 @@ class ConvGenerator(nn.Module):
             ))
         self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
+        self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, cfg.impulse_taps) \
+            if cfg.impulse_taps else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
 
@@ -236,7 +281,11 @@ class ConvGenerator(nn.Module):
         phase0 = torch.rand(n, k, generator=generator, device=device) * (2 * math.pi)
         slip = 1.0 + 0.01 * torch.randn(n, k, generator=generator, device=device)
         fine = torch.randn(n, 1, length, generator=generator, device=device)  # full-rate noise (B, 1, T)
-        return z, phase0, slip, fine
+        if self.impulse is None:
+            return z, phase0, slip, fine
+        seg = torch.randn(n, k, generator=generator, device=device)  # per-segment impact gains
+        jitter = torch.randn(n, k, length + self.impulse.taps, generator=generator, device=device)  # per impact
+        return z, phase0, slip, fine, seg, jitter
 
     def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
                        step: int = 1) -> torch.Tensor:
@@ -251,7 +300,7 @@ class ConvGenerator(nn.Module):
         return torch.cat([torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(-1, keepdim=True)) * ok], dim=1)
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        z, phase0, slip, fine = latent
+        z, phase0, slip, fine = latent[:4]
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
         step = self.hop
@@ -267,6 +316,9 @@ class ConvGenerator(nn.Module):
             for block in blocks:
                 h = block(h, e)
         x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
+        if self.impulse is not None:
+            freq = (cond[:, :1].float() / 60.0) * self.ratios * slip  # (B, K) Hz, as the phase inputs
+            x = x + self.impulse(y, freq, phase0, latent[4], latent[5], self.fs, x.shape[-1]).to(x.dtype)
         return self.eq(x, y) if self.eq is not None else x
 
 

@@ -413,9 +413,12 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
 
         ids = [device.index] if device.type == "cuda" else None
         G_fwd, D_fwd = DDP(G, device_ids=ids), DDP(D, device_ids=ids)  # broadcasts rank 0's weights
-    # the equaliser's few log-gains and the per-class phase projections are well conditioned: larger steps
+    # the equaliser's few log-gains, the per-class phase projections and the impulse path are well conditioned:
+    # larger steps
     eq_params = list(G.eq.parameters()) if getattr(G, "eq", None) is not None else []
     phase_params = list(G.phase_proj.parameters()) if getattr(G, "phase_inputs", False) else []
+    if getattr(G, "impulse", None) is not None:  # the impulse path's kernels, modulation and gains alike
+        phase_params += list(G.impulse.parameters())
     own = {id(p) for p in eq_params + phase_params}
     groups = [{"params": [p for p in G.parameters() if id(p) not in own], "lr": t_cfg.lr_g}]
     if eq_params:
