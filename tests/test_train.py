@@ -230,3 +230,22 @@ def test_impulse_path_trains_and_survives_save_and_load(tmp_path):
     a, b = res.generator.sample("inner", 4, seed=3), loaded.sample("inner", 4, seed=3)
     np.testing.assert_array_equal(a, b)
     assert np.isfinite(a).all() and a.std() > 0
+
+
+def test_a_fresh_run_sets_an_earlier_runs_checkpoints_aside(tmp_path, capsys):
+    """Rerunning into the same out folder without --resume: the earlier run's checkpoints move to
+    checkpoints/previous/, not mixed with the new run's (they would sort after its early ones: pruning would
+    delete the new checkpoints and --resume would continue the old run); one earlier run is kept."""
+    train(small_cfg(tmp_path, "train.steps=6"), prepare_data(small_cfg(tmp_path)), MemoryTracker())
+    ckpt = tmp_path / "checkpoints"
+    old = sorted(p.name for p in ckpt.glob("ckpt_*.pt"))
+    assert old[-1] == "ckpt_00000006.pt"
+    train(small_cfg(tmp_path, "train.steps=3"), prepare_data(small_cfg(tmp_path)), MemoryTracker())
+    assert "held an earlier run's checkpoints" in capsys.readouterr().out
+    assert [p.name for p in ckpt.glob("ckpt_*.pt")] == ["ckpt_00000003.pt"]
+    assert load_checkpoint(latest_checkpoint(ckpt))["step"] == 3
+    assert sorted(p.name for p in (ckpt / "previous").glob("ckpt_*.pt")) == old
+    res = train(small_cfg(tmp_path, "train.steps=4"), prepare_data(small_cfg(tmp_path)), MemoryTracker(), resume=True)
+    assert res.steps == 4 and load_checkpoint(latest_checkpoint(ckpt))["step"] == 4
+    train(small_cfg(tmp_path, "train.steps=3"), prepare_data(small_cfg(tmp_path)), MemoryTracker())
+    assert sorted(p.name for p in (ckpt / "previous").glob("ckpt_*.pt")) == ["ckpt_00000003.pt", "ckpt_00000004.pt"]

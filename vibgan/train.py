@@ -324,6 +324,26 @@ def save_checkpoint(state: TrainState, directory: Path, extra: dict, keep: int,
     return path
 
 
+def set_aside_checkpoints(directory: Path) -> Path | None:
+    """A fresh run (no --resume) into a folder holding another run's checkpoints: move them into
+    ``previous/`` inside it (replacing what an older run left there, so reruns of an unattended job
+    take bounded space). Left in place, the old files would sort after the new run's early checkpoints,
+    so pruning would delete the new ones and --resume after a crash would continue the old run.
+    Returns the folder they went to, or None when there were none."""
+    import shutil
+
+    found = sorted(Path(directory).glob("ckpt_*.pt"))
+    if not found:
+        return None
+    dest = Path(directory) / "previous"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for p in found:
+        os.replace(p, dest / p.name)
+    return dest
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     """The newest complete checkpoint in ``directory`` (temp files are ignored)."""
     found = sorted(Path(directory).glob("ckpt_*.pt"))
@@ -452,6 +472,9 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                 state.gen.manual_seed(rank_seed + state.step)
         if ctx.is_main:
             print(f"resumed from {found} at step {state.step}")
+    elif ctx.is_main and (moved := set_aside_checkpoints(ckpt_dir)) is not None:
+        print(f"{ckpt_dir} held an earlier run's checkpoints: moved to {moved} (start with --resume to continue "
+              "a run instead)")
 
     d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
     lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, "envelope": 0.0, "spread": 0.0, **t_cfg.lambdas}
