@@ -43,6 +43,7 @@ def test_overrides_are_typed_toml_values():
     ("data.segment_length=1000", ["segment_length", "multiple"]),
     ("model.widths=[8, 8]", ["model.widths"]),
     ("model.impulse_taps=-4", ["model.impulse_taps", "0-4096"]),
+    ("train.lr_impulse=0.0", ["train.lr_impulse", "positive"]),
     ("train.precision=fp8", ["train.precision"]),
     ("train.lambdas.beauty=1.0", ["train.lambdas"]),
     ("steps", ["key=value"]),

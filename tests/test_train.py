@@ -225,7 +225,7 @@ def test_impulse_path_trains_and_survives_save_and_load(tmp_path):
     cfg = small_cfg(tmp_path, "train.steps=3", "model.impulse_taps=64", "train.lambdas.envelope=1.0")
     res = train(cfg, prepare_data(cfg), MemoryTracker())
     sd = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))
-    assert sd["G"]["impulse.kernel"].abs().max() > 0  # zero at start; the lr_phase group moved it
+    assert sd["G"]["impulse.kernel"].abs().max() > 0  # zero at start; the lr_impulse group moved it
     loaded = TrainedGenerator.load(res.generator_dir)
     a, b = res.generator.sample("inner", 4, seed=3), loaded.sample("inner", 4, seed=3)
     np.testing.assert_array_equal(a, b)

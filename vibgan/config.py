@@ -92,6 +92,7 @@ class TrainConfig:
     lr_d: float = 2e-4
     lr_eq: float = 1e-2  # the equalizer's log-gains: large steps, they are few and well conditioned
     lr_phase: float = 2e-3  # the per-class phase-input projections (which defect rates modulate each class)
+    lr_impulse: float = 2e-3  # the impulse path (model.impulse_taps): kernels, modulation, gain spreads
     betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
     gp_weight: float = 10.0
     ema_decay: float = 0.99
@@ -365,7 +366,7 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("train.d_steps/g_steps", "at least 1 each", (t.d_steps, t.g_steps))
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         bad("train.betas", "two numbers [beta1, beta2], each in [0, 1)", t.betas)
-    for k in ("lr_g", "lr_d", "lr_eq"):  # torch's optimisers would refuse them only once training starts
+    for k in ("lr_g", "lr_d", "lr_eq", "lr_phase", "lr_impulse"):  # torch's optimisers would refuse them only once training starts
         if getattr(t, k) <= 0:
             bad(f"train.{k}", "a positive learning rate", getattr(t, k))
     if t.threads < 0:

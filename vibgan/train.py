@@ -434,17 +434,18 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
         ids = [device.index] if device.type == "cuda" else None
         G_fwd, D_fwd = DDP(G, device_ids=ids), DDP(D, device_ids=ids)  # broadcasts rank 0's weights
     # the equaliser's few log-gains, the per-class phase projections and the impulse path are well conditioned:
-    # larger steps
+    # larger steps (each its own learning rate)
     eq_params = list(G.eq.parameters()) if getattr(G, "eq", None) is not None else []
     phase_params = list(G.phase_proj.parameters()) if getattr(G, "phase_inputs", False) else []
-    if getattr(G, "impulse", None) is not None:  # the impulse path's kernels, modulation and gains alike
-        phase_params += list(G.impulse.parameters())
-    own = {id(p) for p in eq_params + phase_params}
+    impulse_params = list(G.impulse.parameters()) if getattr(G, "impulse", None) is not None else []
+    own = {id(p) for p in eq_params + phase_params + impulse_params}
     groups = [{"params": [p for p in G.parameters() if id(p) not in own], "lr": t_cfg.lr_g}]
     if eq_params:
         groups.append({"params": eq_params, "lr": t_cfg.lr_eq})
     if phase_params:
         groups.append({"params": phase_params, "lr": t_cfg.lr_phase})
+    if impulse_params:
+        groups.append({"params": impulse_params, "lr": t_cfg.lr_impulse})
     opt_g = torch.optim.Adam(groups, lr=t_cfg.lr_g, betas=tuple(t_cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=t_cfg.lr_d, betas=tuple(t_cfg.betas))
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
