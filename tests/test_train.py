@@ -211,12 +211,28 @@ def test_impulse_path_places_one_impact_per_period_to_a_fraction_of_a_sample():
         centres.append(i + w[1] / w.sum())
     np.testing.assert_allclose(centres, expected[expected < T - 1], atol=1e-3)
     assert len(centres) - 1e-3 <= abs(x).sum() <= len(centres) + 1  # nothing else (the last may straddle the end)
-    # a ring-down kernel: the output is the delta output convolved with it (impacts before t = 0 included)
+    # a ring-down kernel: the output is the exact impulse train (impacts before t = 0 included) convolved with it
     ring = np.exp(-np.arange(taps) / 5.0) * np.cos(2 * np.pi * 3000 / fs * np.arange(taps))
     with torch.no_grad():
         G.impulse.kernel[1, 0, 3] = torch.from_numpy(ring).float()
         xr = G.impulse(y, freq, phase0, seg, jitter, fs, T)[0, 0].numpy()
-    np.testing.assert_allclose(xr[taps:], np.convolve(x, ring)[taps:T], atol=1e-4)
+    origin = taps + 2  # reference train sample `origin` is t = 0
+    ref = np.zeros(origin + T + 2)
+    for e in (np.arange(-20, 80) + 0.7) * period:
+        i, frac = int(np.floor(e)), e - np.floor(e)
+        if 0 <= origin + i < len(ref) - 1:
+            ref[origin + i] += 1 - frac
+            ref[origin + i + 1] += frac
+    np.testing.assert_allclose(xr, np.convolve(ref, ring)[origin: origin + T], atol=1e-4)
+    # an impact half a sample before the segment or half a sample after its last sample gives that sample half
+    with torch.no_grad():
+        G.impulse.kernel[1, 0, 3] = 0.0
+        G.impulse.kernel[1, 0, 3, 0] = 1.0
+        for at, index in ((-0.5, 0), (T - 0.5, T - 1)):
+            frac_cycles = (bpfi * at / fs) % 1.0
+            p0 = torch.full((1, 5), 2 * np.pi * (1.0 - frac_cycles))  # an integer phase exactly at `at`
+            xe = G.impulse(y, freq, p0, seg, jitter, fs, T)[0, 0].numpy()
+            assert xe[index] == pytest.approx(0.5, abs=1e-3), (at, xe[max(0, index - 2): index + 3])
 
 
 def test_impulse_path_trains_and_survives_save_and_load(tmp_path):
@@ -230,6 +246,9 @@ def test_impulse_path_trains_and_survives_save_and_load(tmp_path):
     a, b = res.generator.sample("inner", 4, seed=3), loaded.sample("inner", 4, seed=3)
     np.testing.assert_array_equal(a, b)
     assert np.isfinite(a).all() and a.std() > 0
+    with torch.no_grad():  # the path is in the output: without its kernels the samples change
+        loaded.model.impulse.kernel.zero_()
+    assert np.abs(loaded.sample("inner", 4, seed=3) - a).max() > 1e-4
 
 
 def test_a_fresh_run_sets_an_earlier_runs_checkpoints_aside(tmp_path, capsys):
@@ -249,3 +268,12 @@ def test_a_fresh_run_sets_an_earlier_runs_checkpoints_aside(tmp_path, capsys):
     assert res.steps == 4 and load_checkpoint(latest_checkpoint(ckpt))["step"] == 4
     train(small_cfg(tmp_path, "train.steps=3"), prepare_data(small_cfg(tmp_path)), MemoryTracker())
     assert sorted(p.name for p in (ckpt / "previous").glob("ckpt_*.pt")) == ["ckpt_00000003.pt", "ckpt_00000004.pt"]
+    # resuming with another architecture is a clear error, not a state_dict traceback
+    with pytest.raises(TrainingError, match=r"does not fit the model.*\[model\]"):
+        train(small_cfg(tmp_path, "train.steps=5", "model.impulse_taps=16"), prepare_data(small_cfg(tmp_path)),
+              MemoryTracker(), resume=True)
+    # nothing at the top level but an earlier run aside: --resume says where it is
+    for p in ckpt.glob("ckpt_*.pt"):
+        p.unlink()
+    with pytest.raises(TrainingError, match="previous/"):
+        train(small_cfg(tmp_path, "train.steps=5"), prepare_data(small_cfg(tmp_path)), MemoryTracker(), resume=True)

@@ -198,20 +198,31 @@ class ImpulsePath(nn.Module):
                 jitter: torch.Tensor, fs: float, length: int) -> torch.Tensor:
         """y (B,), freq (B, K) Hz, phase0 (B, K) rad, seg (B, K) and jitter (B, K, length + taps) standard
         normal -> (B, C, length)."""
+        with torch.autocast(freq.device.type, enabled=False):  # phases and gains need float32 under AMP
+            return self._forward(y, freq.float(), phase0.float(), seg.float(), jitter.float(), fs, length)
+
+    def _forward(self, y: torch.Tensor, freq: torch.Tensor, phase0: torch.Tensor, seg: torch.Tensor,
+                 jitter: torch.Tensor, fs: float, length: int) -> torch.Tensor:
         L = self.taps
-        n = length + L - 1  # the trains start L - 1 samples early: impacts before the segment ring into it
-        t = (torch.arange(n, device=freq.device, dtype=torch.float32) - (L - 1)) / fs
-        u = freq.float().unsqueeze(-1) * t + phase0.float().unsqueeze(-1) / (2 * math.pi)  # (B, K, n) cycles
+        # output samples 0..length-1 need train samples i = 0..n-1 (time (i - L + 1) / fs: from L - 1 samples
+        # before the segment, whose impacts ring into it); train sample i takes its share of every impact
+        # between samples i - 1 and i + 1, so the phase is evaluated at n + 2 times, one beyond each end
+        n = length + L - 1
+        # float64 phase: in float32 an impact 50 cycles in is misplaced by ~1e-3 of a sample
+        t = (torch.arange(n + 2, device=freq.device, dtype=torch.float64) - L) / fs
+        u = freq.double().unsqueeze(-1) * t + phase0.double().unsqueeze(-1) / (2 * math.pi)  # (B, K, n + 2) cycles
         whole = torch.floor(u)
-        cross = (whole[..., 1:] > whole[..., :-1]).float()  # an impact between samples i and i + 1
-        after = ((u[..., 1:] - whole[..., 1:]) / (u[..., 1:] - u[..., :-1]).clamp(min=1e-9)).clamp(0, 1)
-        feats = [f(2 * math.pi * h * u[:, j]) for j in (0, 1) for h in range(1, self.HARMONICS + 1)
-                 for f in (torch.cos, torch.sin)]  # shaft (fr) and cage (FTF) phases: (B, n) each
-        log_amp = torch.bmm(self.mod[y].float(), torch.stack(feats, dim=1))[..., 1:]  # (B, K, n - 1)
+        cross = (whole[..., 1:] > whole[..., :-1]).float()  # (B, K, n + 1): j: an impact between i = j-1 and j
+        after = ((u[..., 1:] - whole[..., 1:]) / (u[..., 1:] - u[..., :-1]).clamp(min=1e-9)).clamp(0, 1).float()
+        u = u.float()
+        feats = [f(2 * math.pi * h * u[:, j, 1:]) for j in (0, 1) for h in range(1, self.HARMONICS + 1)
+                 for f in (torch.cos, torch.sin)]  # shaft (fr) and cage (FTF) phases: (B, n + 1) each
+        log_amp = torch.bmm(self.mod[y].float(), torch.stack(feats, dim=1))  # (B, K, n + 1)
         sigma = torch.exp(self.log_sigma[y].float())  # (B, 2, K)
-        log_amp = log_amp + (sigma[:, 0] * seg.float()).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jitter[..., 1:n].float()
+        log_amp = log_amp + (sigma[:, 0] * seg).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jitter[..., : n + 1]
         w = cross * torch.exp(log_amp)
-        trains = F.pad(w * (1 - after), (1, 0)) + F.pad(w * after, (0, 1))  # (B, K, n)
+        # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
+        trains = (w * (1 - after))[..., :n] + (w * after)[..., 1:]  # (B, K, n)
         nfft = 1 << (n - 1).bit_length()  # >= n: the part kept below never wraps around
         spec = torch.fft.rfft(trains, nfft).unsqueeze(1) * torch.fft.rfft(self.kernel[y].float(), nfft)  # (B, C, K, F)
         return torch.fft.irfft(spec.sum(dim=2), nfft)[..., L - 1: L - 1 + length]  # (B, C, length)

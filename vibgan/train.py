@@ -325,22 +325,29 @@ def save_checkpoint(state: TrainState, directory: Path, extra: dict, keep: int,
 
 
 def set_aside_checkpoints(directory: Path) -> Path | None:
-    """A fresh run (no --resume) into a folder holding another run's checkpoints: move them into
-    ``previous/`` inside it (replacing what an older run left there, so reruns of an unattended job
-    take bounded space). Left in place, the old files would sort after the new run's early checkpoints,
-    so pruning would delete the new ones and --resume after a crash would continue the old run.
-    Returns the folder they went to, or None when there were none."""
+    """Before a fresh run's (no --resume) first checkpoint: move another run's checkpoints in ``directory``
+    into ``previous/`` inside it, replacing what an older run left there (reruns of an unattended job take
+    bounded space). Left in place, the old files would sort after the new run's early checkpoints, so
+    pruning would delete the new ones and --resume after a crash would continue the old run. The files go
+    to a temporary folder first, which then replaces ``previous/`` by renames only, so a kill leaves every
+    checkpoint of the old run in one folder. Returns ``previous/``, or None when there was nothing."""
     import shutil
 
-    found = sorted(Path(directory).glob("ckpt_*.pt"))
+    directory = Path(directory)
+    found = sorted(directory.glob("ckpt_*.pt"))
     if not found:
         return None
-    dest = Path(directory) / "previous"
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    dest, tmp, old = directory / "previous", directory / ".previous.tmp", directory / ".previous.old"
+    for stale in (tmp, old):  # left by a kill during an earlier set-aside
+        if stale.exists():
+            shutil.rmtree(stale)
+    tmp.mkdir()
     for p in found:
-        os.replace(p, dest / p.name)
+        os.replace(p, tmp / p.name)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
     return dest
 
 
@@ -458,13 +465,21 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     if resume:
         found = latest_checkpoint(ckpt_dir)
         if found is None:
-            raise TrainingError(f"--resume: no checkpoint in {ckpt_dir}; start without --resume")
+            aside = " (an earlier run's are in previous/: move them back to continue it)" \
+                if any((ckpt_dir / "previous").glob("ckpt_*.pt")) else ""
+            raise TrainingError(f"--resume: no checkpoint in {ckpt_dir}{aside}; start without --resume")
         sd = load_checkpoint(found)
         saved = json.loads(sd.get("extra", "{}"))
         if saved.get("classes") != data.classes:
             raise TrainingError(f"--resume: checkpoint {found} was trained on classes {saved.get('classes')}, "
                                 f"the data now has {data.classes}")
-        state.load_state_dict(sd)
+        try:
+            state.load_state_dict(sd)
+        except (RuntimeError, ValueError, KeyError) as e:  # another architecture or optimiser layout
+            first = (str(e).splitlines() or [""])[0][:300]
+            raise TrainingError(f"--resume: checkpoint {found} does not fit the model this config builds (was the "
+                                f"[model] section changed since that run? {type(e).__name__}: {first}); start "
+                                "without --resume, or with the config of that run") from None
         if ctx.enabled:
             gens = sd.get("gen_ranks") or []
             if len(gens) == ctx.world:
@@ -473,9 +488,7 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                 state.gen.manual_seed(rank_seed + state.step)
         if ctx.is_main:
             print(f"resumed from {found} at step {state.step}")
-    elif ctx.is_main and (moved := set_aside_checkpoints(ckpt_dir)) is not None:
-        print(f"{ckpt_dir} held an earlier run's checkpoints: moved to {moved} (start with --resume to continue "
-              "a run instead)")
+    set_aside = not resume and ctx.is_main  # an earlier run's checkpoints move away at this run's first save
 
     d_loss_fn, g_loss_fn = losses.ADVERSARIAL[t_cfg.loss]
     lam = {"adv": 1.0, "spectral": 0.0, "kurtosis": 0.0, "envelope": 0.0, "spread": 0.0, **t_cfg.lambdas}
@@ -615,6 +628,10 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
         if state.step % t_cfg.checkpoint_every == 0 or state.step == t_cfg.steps:
             rank_gens = distributed.gather_objects(state.gen.get_state()) if ctx.enabled else None
             if ctx.is_main:  # rank 0 alone writes
+                if set_aside and (moved := set_aside_checkpoints(ckpt_dir)) is not None:
+                    print(f"{ckpt_dir} held an earlier run's checkpoints: moved to {moved} (to continue that run "
+                          f"instead, move them back into {ckpt_dir} and start with --resume)")
+                set_aside = False
                 save_checkpoint(state, ckpt_dir, extra, t_cfg.keep_checkpoints, rank_gens)
             last_good = copy.deepcopy(state.state_dict())
             last_good_step = state.step
