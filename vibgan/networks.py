@@ -224,7 +224,8 @@ class ImpulsePath(nn.Module):
         # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
         trains = (w * (1 - after))[..., :n] + (w * after)[..., 1:]  # (B, K, n)
         nfft = 1 << (n - 1).bit_length()  # >= n: the part kept below never wraps around
-        spec = torch.fft.rfft(trains, nfft).unsqueeze(1) * torch.fft.rfft(self.kernel[y].float(), nfft)  # (B, C, K, F)
+        kernels = torch.fft.rfft(self.kernel.float(), nfft)[y]  # one FFT per class, not per segment: (B, C, K, F)
+        spec = torch.fft.rfft(trains, nfft).unsqueeze(1) * kernels
         return torch.fft.irfft(spec.sum(dim=2), nfft)[..., L - 1: L - 1 + length]  # (B, C, length)
 
 
@@ -298,12 +299,16 @@ class ConvGenerator(nn.Module):
         jitter = torch.randn(n, k, length + self.impulse.taps, generator=generator, device=device)  # per impact
         return z, phase0, slip, fine, seg, jitter
 
+    def characteristic_freqs(self, cond: torch.Tensor, slip: torch.Tensor) -> torch.Tensor:
+        """(B, K) Hz: fr, FTF, BPFO, BPFI and 2 x BSF at each segment's rpm, times its random slip."""
+        return (cond[:, :1].float() / 60.0) * self.ratios * slip
+
     def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
                        step: int = 1) -> torch.Tensor:
         """sin, cos and a periodic pulse of the characteristic phases at every ``step``-th sample:
         (B, 3K, length) for shaft rate rpm/60; inputs at or above 0.4 x the level's rate are zero (no aliasing)."""
         t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T_level,) s
-        freq = (cond[:, :1].float() / 60.0) * self.ratios * slip  # (B, K) Hz
+        freq = self.characteristic_freqs(cond, slip)
         phase = 2 * math.pi * freq.unsqueeze(-1) * t + phase0.unsqueeze(-1)  # (B, K, T_level)
         cos = torch.cos(phase)
         pulse = torch.exp(8.0 * (cos - 1.0))  # narrow bump once per period: harmonics, like impacts
@@ -328,7 +333,7 @@ class ConvGenerator(nn.Module):
                 h = block(h, e)
         x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
         if self.impulse is not None:
-            freq = (cond[:, :1].float() / 60.0) * self.ratios * slip  # (B, K) Hz, as the phase inputs
+            freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
             x = x + self.impulse(y, freq, phase0, latent[4], latent[5], self.fs, x.shape[-1]).to(x.dtype)
         return self.eq(x, y) if self.eq is not None else x
 
