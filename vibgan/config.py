@@ -74,6 +74,9 @@ class ModelConfig:
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
     impulse_taps: int = 0  # conv1d: >0 adds deterministic impacts (impulse trains at fr, FTF, BPFO, BPFI, 2 x BSF
     #                        through learned per-class impulse responses of this many taps); 0: off
+    # conv1d: per-class variety knobs, fitted at the end of training on the training part (train.calibrate_variety):
+    # a noise temperature and a per-segment random spectral gain along the real windows' main mode of variation
+    variety: bool = False
     d_channels: int = 16
     d_scales: int = 2  # multi-scale discriminators (HiFi-GAN style): the signal, then 2x average-pooled, ...
     spectral_norm: bool = True
@@ -356,6 +359,8 @@ def check(cfg: Config, source: str = "config") -> None:
             bad("model.res_blocks", f"{len(m.upsample) + 1} non-negative counts (one per rate)", m.res_blocks)
         if not 0 <= m.impulse_taps <= 4096:  # the loader has already refused a non-integer
             bad("model.impulse_taps", "a whole number of taps in 0-4096 (0: no impulse path)", m.impulse_taps)
+        if m.variety and not m.equalizer:
+            bad("model.variety", "false unless model.equalizer is true (the segment gains act through it)", m.variety)
     if t.steps < 0:
         bad("train.steps", "a non-negative number of steps", t.steps)
     if t.batch_size < 1:

@@ -145,15 +145,16 @@ class ClassEqualizer(nn.Module):
         self.log_gain = nn.Parameter(torch.zeros(n_classes, n_fft // 2 + 1))
         self.register_buffer("window", torch.hann_window(n_fft + 1, periodic=False), persistent=False)
 
-    def kernels(self, y: torch.Tensor) -> torch.Tensor:
-        """FIR kernels (B, n_fft + 1) of the classes y."""
-        h = torch.fft.irfft(torch.exp(self.log_gain[y].float()), n=self.n_fft)  # (B, n_fft), zero-phase, circular
+    def kernels(self, y: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """FIR kernels (B, n_fft + 1) of the classes y; ``extra`` (B, n_fft // 2 + 1): per-segment log-gains added."""
+        log_gain = self.log_gain[y].float() if extra is None else self.log_gain[y].float() + extra.float()
+        h = torch.fft.irfft(torch.exp(log_gain), n=self.n_fft)  # (B, n_fft), zero-phase, circular
         half = self.n_fft // 2
         return torch.cat([h[:, -half:], h[:, : half + 1]], dim=1) * self.window  # (B, n_fft + 1), symmetric
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         b, c, t = x.shape
-        k = self.kernels(y).to(x.dtype).repeat_interleave(c, dim=0).unsqueeze(1)  # (B*C, 1, n_fft + 1)
+        k = self.kernels(y, extra).to(x.dtype).repeat_interleave(c, dim=0).unsqueeze(1)  # (B*C, 1, n_fft + 1)
         out = F.conv1d(x.reshape(1, b * c, t), k, padding=self.n_fft // 2, groups=b * c)
         return out.view(b, c, t)
 
@@ -279,6 +280,14 @@ class ConvGenerator(nn.Module):
             if cfg.impulse_taps else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
+        self.variety = bool(cfg.variety) and self.eq is not None
+        if self.variety:  # identity until vibgan.train.calibrate_variety fits them to the real training windows
+            # per class: a temperature on every noise input, a scale of the random speed slip (how much the speed
+            # wanders from segment to segment), and the log-amplitude gain per unit of the segment's own random
+            # number (the last latent) at the equaliser's frequencies
+            self.register_buffer("temperature", torch.ones(n_classes))
+            self.register_buffer("slip_scale", torch.ones(n_classes))
+            self.register_buffer("segment_mode", torch.zeros(n_classes, cfg.eq_fft // 2 + 1))
 
     def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,
                       device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -293,11 +302,14 @@ class ConvGenerator(nn.Module):
         phase0 = torch.rand(n, k, generator=generator, device=device) * (2 * math.pi)
         slip = 1.0 + 0.01 * torch.randn(n, k, generator=generator, device=device)
         fine = torch.randn(n, 1, length, generator=generator, device=device)  # full-rate noise (B, 1, T)
-        if self.impulse is None:
-            return z, phase0, slip, fine
-        seg = torch.randn(n, k, generator=generator, device=device)  # per-segment impact gains
-        jitter = torch.randn(n, k, length + self.impulse.taps, generator=generator, device=device)  # per impact
-        return z, phase0, slip, fine, seg, jitter
+        latent = (z, phase0, slip, fine)
+        if self.impulse is not None:
+            seg = torch.randn(n, k, generator=generator, device=device)  # per-segment impact gains
+            jitter = torch.randn(n, k, length + self.impulse.taps, generator=generator, device=device)  # per impact
+            latent = (*latent, seg, jitter)
+        if self.variety:  # drawn last, so the other inputs of a seed are those of a generator without it
+            latent = (*latent, torch.randn(n, generator=generator, device=device))  # the segment's spectral gain
+        return latent
 
     def characteristic_freqs(self, cond: torch.Tensor, slip: torch.Tensor) -> torch.Tensor:
         """(B, K) Hz: fr, FTF, BPFO, BPFI and 2 x BSF at each segment's rpm, times its random slip."""
@@ -317,6 +329,10 @@ class ConvGenerator(nn.Module):
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         z, phase0, slip, fine = latent[:4]
+        if self.variety:
+            tau = self.temperature[y].to(z.dtype).view(-1, 1, 1)  # (B, 1, 1)
+            z, fine = z * tau, fine * tau
+            slip = 1 + (slip - 1) * self.slip_scale[y].to(slip.dtype).unsqueeze(-1)
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
         step = self.hop
@@ -334,8 +350,14 @@ class ConvGenerator(nn.Module):
         x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
         if self.impulse is not None:
             freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
-            x = x + self.impulse(y, freq, phase0, latent[4], latent[5], self.fs, x.shape[-1]).to(x.dtype)
-        return self.eq(x, y) if self.eq is not None else x
+            seg, jitter = latent[4], latent[5]
+            if self.variety:
+                seg, jitter = seg * tau[:, 0], jitter * tau
+            x = x + self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+        if self.eq is None:
+            return x
+        extra = self.segment_mode[y] * latent[-1].unsqueeze(-1) if self.variety else None  # (B, F) log-amplitude
+        return self.eq(x, y, extra)
 
 
 class ScaleDiscriminator(nn.Module):

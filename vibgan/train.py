@@ -646,7 +646,14 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
         raise TrainingError(f"the {ctx.world} ranks ended with different generator weights ({fingerprints}); "
                             "this is a bug: please report it with the config")
     g_final = copy.deepcopy(G_ema)
+    variety = calibrate_variety(g_final, data, eval_gen_seed)  # model.variety: per-class knobs, before the equaliser
     calibrate_equalizer(g_final, data, eval_gen_seed)
+    if variety and ctx.is_main:
+        tracker.log_params({f"variety/{lab}/{k}": v[k] for lab, v in variety.items()
+                            for k in ("temperature", "slip_scale", "segment_gain_db")})
+        print("variety calibration (training part): " + ", ".join(
+            f"{lab} T={v['temperature']:g} slip x{v['slip_scale']:g} gain={v['segment_gain_db']:g} dB "
+            f"(spread x{v['spread_ratio']:.2f}, kurtosis x{v['kurtosis_ratio']:.2f})" for lab, v in variety.items()))
     if not ctx.is_main:  # the other ranks return the same generator, unsaved
         trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
         return TrainResult(out, out / "generator", trained, state.step, wall, state.history, {}, str(device),
@@ -681,6 +688,18 @@ def generator_meta(cfg: Config, data: TrainData) -> dict:
     }
 
 
+#: Segments per forward pass in ``generate``: on a CPU, batches of a few dozen keep the activations in cache
+#: (hundreds at once ran 4x slower per segment on the 2-core machine)
+GENERATE_CHUNK = 32
+
+
+def generate(G: torch.nn.Module, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor,
+             chunk: int = GENERATE_CHUNK) -> torch.Tensor:
+    """G's output (B, C, T) in float32 for a latent batch of any size, computed ``chunk`` segments at a time."""
+    return torch.cat([G(tuple(part[a: a + chunk] for part in latent), y[a: a + chunk], cond[a: a + chunk]).float()
+                      for a in range(0, len(y), chunk)])
+
+
 @torch.no_grad()
 def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: int = 3, n_per_group: int = 32) -> None:
     """Set the equalizer gains of ``G`` (in place) so each class's mean PSD meets the real one.
@@ -701,10 +720,116 @@ def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: i
     y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
     for i in range(iters):
         gen = torch.Generator(device=device).manual_seed(seed + 10 + i)
-        x = G(G.sample_latent(len(g), data.length, gen, device), y, c).float()
+        x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)
         fake_db, present = losses.class_log_psd(x, y, k, data.fs, nperseg=eq.n_fft)
         step = (real_db - fake_db) * (math.log(10) / 20)
         eq.log_gain[present] += step[present].to(eq.log_gain.dtype)
+
+
+#: calibrate_variety's grids: noise temperatures, speed-slip scales, and segment-gain sizes in dB (RMS over
+#: frequency, per unit of the segment's gain latent)
+VARIETY_GRIDS = {"temperature": (0.7, 1.0, 1.4, 2.0, 2.8), "slip_scale": (0.0, 0.25, 0.5, 1.0),
+                 "segment_gain_db": (0.0, 0.75, 1.5, 2.25, 3.0)}
+
+
+def variety_modes(data: TrainData, seed: int, n_fft: int, n_per_class: int = 128) -> torch.Tensor:
+    """Each class's main mode of segment-to-segment spectral variation in the real training windows: the first
+    principal component of the windows' log-PSDs (``n_fft``-point Welch, in dB, minus their group's mean),
+    scaled to an RMS of 1 dB over frequency: (K, n_fft // 2 + 1). A class whose windows differ mostly in the
+    level of its fault band (an intermittent ball fault) gets that band."""
+    gen = torch.Generator(device=data.signals.device).manual_seed(seed)
+    n_groups, k = len(data.group_names), len(data.classes)
+    rec, start, y = data.draw(n_per_class * k, gen)
+    p = losses.segment_psd(data.gather(rec, start), data.fs, n_fft)  # (N, F)
+    g = data.rec_group[rec]
+    db = losses.power_db(p)
+    mean_db, _ = losses.group_mean(db, g, n_groups)
+    # deviations from the group mean (so speeds do not count as variety), in band only: like lsd_db, the mode
+    # ignores the anti-alias roll-off, where tiny powers swing by many dB; out of band the mode is zero
+    freqs = torch.fft.rfftfreq(n_fft, 1.0 / data.fs).to(p.device)
+    band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
+    dev = (db - mean_db[g]).double()[:, band]  # (N, F_band)
+    modes = torch.zeros(k, p.shape[1], dtype=torch.float64, device=p.device)
+    for c in range(k):
+        d = dev[y == c]
+        if len(d) >= 2:
+            v = torch.linalg.svd(d - d.mean(dim=0), full_matrices=False).Vh[0]  # (F_band,), unit norm
+            modes[c, band] = v * math.sqrt(len(v))
+    return modes.float()
+
+
+@torch.no_grad()
+def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_group: int = 48, rounds: int = 2,
+                      grids: dict[str, tuple[float, ...]] | None = None) -> dict[str, dict[str, float]]:
+    """Fit each class's variety knobs (``model.variety``, in place) on the training part: the noise temperature,
+    the speed-slip scale and the size of the segment gain along the class's main mode (``variety_modes``).
+
+    Targets, per (class, speed) group of the real training windows: the spread (mean lsd_db of a segment's
+    PSD from the group's mean PSD, DESIGN.md metric 7) and the median kurtosis. Coordinate descent over the
+    ``grids`` (default ``VARIETY_GRIDS``), ``rounds`` times: each value of one knob is tried for all classes at
+    once (the others at each class's current choice), the equaliser is calibrated for it (``calibrate_equalizer``)
+    and each class keeps its best value. The score of a class: squared log-ratios of spread and of median
+    kurtosis, the squared lsd from the training PSD in units of 1.5 dB, and small costs for moving away from
+    the trained network (so a knob moves only where the data asks for it). The same noise serves every
+    candidate. The equaliser is left as it was: calibrate it afterwards. Returns label -> the chosen values and
+    the predicted spread and kurtosis ratios and lsd_db.
+    """
+    if not getattr(G, "variety", False):
+        return {}
+    grids = {**VARIETY_GRIDS, **(grids or {})}
+    device = data.signals.device
+    k, n_groups = len(data.classes), len(data.group_names)
+    real_db, real_logk, _, real_spread = data.group_statistics(seed=seed + 1)  # (G, F) dB, (G,), _, (G,) dB
+    modes = variety_modes(data, seed + 2, G.eq.n_fft).to(device)  # (K, F), 1 dB RMS
+    band = psd_band(data.fs, data.length, device)
+    g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
+    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    group_class = data.group_class.to(device)
+    base_gain = G.eq.log_gain.detach().clone()
+    db_to_log = math.log(10) / 20
+
+    def evaluate(knobs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        G.eq.log_gain.copy_(base_gain)
+        G.temperature.copy_(knobs["temperature"])
+        G.slip_scale.copy_(knobs["slip_scale"])
+        G.segment_mode.copy_(modes * (knobs["segment_gain_db"] * db_to_log).unsqueeze(-1))
+        calibrate_equalizer(G, data, seed)
+        gen = torch.Generator(device=device).manual_seed(seed + 5)
+        x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)  # (G * n, C, T)
+        p = losses.segment_psd(x, data.fs, PSD_NPERSEG)
+        fake_db, _ = losses.group_log_psd(p, g, n_groups)
+        # the distance to a mean of n segments understates the spread by about sqrt(1 - 1/n)
+        spread = losses.group_mean(losses.segment_lsd(p, fake_db, g, band).unsqueeze(-1), g, n_groups)[0][:, 0]
+        spread = spread / math.sqrt(1 - 1 / n_per_group)
+        kurt = losses.kurtosis(x).mean(dim=1).view(n_groups, n_per_group).median(dim=1).values
+        lsd = torch.sqrt(((fake_db - real_db)[:, band] ** 2).mean(dim=1))
+        r_spread, r_kurt = torch.log(spread / real_spread), torch.log(kurt) - real_logk
+        score = r_spread**2 + r_kurt**2 + (lsd / 1.5) ** 2  # (G,)
+        score = losses.group_mean(score.unsqueeze(-1), group_class, k)[0][:, 0]  # (K,) mean over a class's groups
+        cost = (0.05 * torch.log(knobs["temperature"]) ** 2 + 0.02 * (1 - knobs["slip_scale"]) ** 2
+                + 0.01 * knobs["segment_gain_db"] ** 2)
+        return score + cost, {"spread_ratio": r_spread.exp(), "kurtosis_ratio": r_kurt.exp(), "lsd_db": lsd}
+
+    knobs = {"temperature": torch.ones(k, device=device), "slip_scale": torch.ones(k, device=device),
+             "segment_gain_db": torch.zeros(k, device=device)}
+    for _ in range(rounds):
+        for name, grid in grids.items():
+            tried = []
+            for v in grid:
+                trial = {**knobs, name: torch.full((k,), float(v), device=device)}
+                tried.append(evaluate(trial)[0])
+            best = torch.stack(tried).argmin(dim=0)  # (K,)
+            knobs[name] = torch.tensor(grid, device=device, dtype=torch.float32)[best]
+    _, stats = evaluate(knobs)
+    G.eq.log_gain.copy_(base_gain)
+    chosen: dict[str, dict[str, float]] = {}
+    for ci, label in enumerate(data.classes):
+        mine = (data.group_class == ci).nonzero().flatten().tolist()
+        chosen[label] = {**{n: float(v[ci]) for n, v in knobs.items()},
+                         "spread_ratio": float(stats["spread_ratio"][mine].mean()),
+                         "kurtosis_ratio": float(stats["kurtosis_ratio"][mine].mean()),
+                         "lsd_db": float(stats["lsd_db"][mine].max())}
+    return chosen
 
 
 @torch.no_grad()
@@ -716,7 +841,7 @@ def evaluate_lsd(G: torch.nn.Module, data: TrainData, real_db: torch.Tensor, ban
     n_groups = len(data.group_names)
     g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
     y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
-    x = G(G.sample_latent(len(g), data.length, gen, device), y, c).float()
+    x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)
     fake_db, _ = losses.class_log_psd(x, g, n_groups, data.fs, nperseg=PSD_NPERSEG)
     d = torch.sqrt(((fake_db - real_db)[:, band] ** 2).mean(dim=1))
     return {data.group_names[i]: float(d[i]) for i in range(n_groups)}
