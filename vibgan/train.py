@@ -646,12 +646,14 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
         raise TrainingError(f"the {ctx.world} ranks ended with different generator weights ({fingerprints}); "
                             "this is a bug: please report it with the config")
     g_final = copy.deepcopy(G_ema)
+    t_variety = time.perf_counter()
     variety = calibrate_variety(g_final, data, eval_gen_seed)  # model.variety: per-class knobs, before the equaliser
+    t_variety = time.perf_counter() - t_variety
     calibrate_equalizer(g_final, data, eval_gen_seed)
     if variety and ctx.is_main:
         tracker.log_params({f"variety/{lab}/{k}": v[k] for lab, v in variety.items()
                             for k in ("temperature", "slip_scale", "segment_gain_db")})
-        print("variety calibration (training part): " + ", ".join(
+        print(f"variety calibration on the training part ({t_variety:.0f} s): " + ", ".join(
             f"{lab} T={v['temperature']:g} slip x{v['slip_scale']:g} gain={v['segment_gain_db']:g} dB "
             f"(spread x{v['spread_ratio']:.2f}, kurtosis x{v['kurtosis_ratio']:.2f})" for lab, v in variety.items()))
     if not ctx.is_main:  # the other ranks return the same generator, unsaved
