@@ -305,6 +305,17 @@ def test_variety_calibration_gives_an_intermittent_class_its_spread():
     windows) from far below 1 into 0.8-1.25, while the steady class keeps no gain."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float summation order: the same result on any machine
+    try:
+        _check_variety_calibration()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_variety_calibration():
+    import torch
+
     from vibgan.config import ModelConfig
     from vibgan.networks import ConvGenerator, TrainedGenerator
     from vibgan.train import TrainData, calibrate_equalizer, calibrate_variety, fidelity_sets, variety_modes
