@@ -74,8 +74,9 @@ class ModelConfig:
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
     impulse_taps: int = 0  # conv1d: >0 adds deterministic impacts (impulse trains at fr, FTF, BPFO, BPFI, 2 x BSF
     #                        through learned per-class impulse responses of this many taps); 0: off
-    # conv1d: per-class variety knobs, fitted at the end of training on the training part (train.calibrate_variety):
-    # a noise temperature and a per-segment random spectral gain along the real windows' main mode of variation
+    # conv1d: per-class variety knobs, fitted at the end of training on the training part (vibgan.train.
+    # calibrate_variety): a noise temperature, a speed-slip scale and a per-segment random spectral gain along the
+    # real windows' main mode of variation
     variety: bool = False
     d_channels: int = 16
     d_scales: int = 2  # multi-scale discriminators (HiFi-GAN style): the signal, then 2x average-pooled, ...
