@@ -198,9 +198,9 @@ class TrainData:
 PSD_NPERSEG = 256
 
 
-def psd_band(fs: float, length: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The in-band bins (0 < f <= 0.45 fs) of a Welch PSD of ``PSD_NPERSEG`` (or ``length``) samples: (F,) bool."""
-    freqs = torch.fft.rfftfreq(min(PSD_NPERSEG, length), 1.0 / fs).to(device)
+def psd_band(fs: float, length: int, device: torch.device | str = "cpu", nperseg: int = PSD_NPERSEG) -> torch.Tensor:
+    """The in-band bins (0 < f <= 0.45 fs) of a Welch PSD of ``nperseg`` (or ``length``) samples: (F,) bool."""
+    freqs = torch.fft.rfftfreq(min(nperseg, length), 1.0 / fs).to(device)
     return (freqs > 0) & (freqs <= IN_BAND * fs)
 
 
@@ -748,8 +748,7 @@ def variety_modes(data: TrainData, seed: int, n_fft: int, n_per_class: int = 128
     mean_db, _ = losses.group_mean(db, g, n_groups)
     # deviations from the group mean (so speeds do not count as variety), in band only: like lsd_db, the mode
     # ignores the anti-alias roll-off, where tiny powers swing by many dB; out of band the mode is zero
-    freqs = torch.fft.rfftfreq(n_fft, 1.0 / data.fs).to(p.device)
-    band = (freqs > 0) & (freqs <= IN_BAND * data.fs)
+    band = psd_band(data.fs, n_fft, p.device, nperseg=n_fft)
     dev = (db - mean_db[g]).double()[:, band]  # (N, F_band)
     modes = torch.zeros(k, p.shape[1], dtype=torch.float64, device=p.device)
     for c in range(k):
