@@ -347,3 +347,64 @@ def _check_variety_calibration():
     assert 0.8 <= after["intermittent"] <= 1.25, (before, after, chosen)
     assert chosen["intermittent"]["segment_gain_db"] > 0 and chosen["steady"]["segment_gain_db"] == 0, chosen
     assert 0.8 <= after["steady"] <= 1.25, (after, chosen)
+
+
+def test_impulse_gain_scales_only_the_impact_path_and_old_saves_load_at_identity(tmp_path):
+    """The impulse-gain knob multiplies the deterministic impacts and nothing else (the equaliser is linear,
+    so out(g) is affine in g with the impacts' contribution as slope); a generator saved before the knob
+    existed loads with it at 1 and samples exactly as before."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from vibgan.config import ModelConfig
+    from vibgan.data import sha256_file
+    from vibgan.errors import ModelError
+    from vibgan.networks import ConvGenerator, TrainedGenerator
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(widths=[16, 12, 8, 8], res_blocks=[0, 1, 1, 0], impulse_taps=16, variety=True)
+    G = ConvGenerator(2, 1, 12000.0, cfg).eval()
+    with torch.no_grad():
+        G.impulse.kernel.normal_(0, 0.5)
+        G.eq.log_gain.normal_(0, 0.3)
+    y, cond = torch.tensor([0, 1]), torch.tensor([[1797.0, 0.0], [1797.0, 0.0]])
+    latent = G.sample_latent(2, 2048, torch.Generator().manual_seed(1))
+
+    def out(gain: float) -> torch.Tensor:
+        with torch.no_grad():
+            G.impulse_gain.fill_(gain)
+            return G(latent, y, cond)
+
+    x0, x1, x3 = out(0.0), out(1.0), out(3.0)
+    impacts = x1 - x0
+    assert impacts.abs().max() > 0.05 * x0.abs().max()  # the path is there
+    torch.testing.assert_close(x3 - x0, 3 * impacts, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        G.impulse_gain.copy_(torch.tensor([1.0, 2.0]))  # per class: class 0 keeps gain 1
+        mixed = G(latent, y, cond)
+    torch.testing.assert_close(mixed[0], x1[0])
+    torch.testing.assert_close(mixed[1], x0[1] + 2 * impacts[1], atol=1e-4, rtol=1e-4)
+
+    G.impulse_gain.fill_(1.0)
+    meta = {"classes": ["a", "b"], "fs": 12000.0, "channels": ["DE"], "length": 2048,
+            "conditions": {"a": [[1797.0, 0.0]], "b": [[1797.0, 0.0]]}, "model": cfg.__dict__}
+    d = TrainedGenerator(G, None, meta).save(tmp_path / "g")
+    weights = load_file(str(d / "generator.safetensors"))
+    del weights["impulse_gain"]  # as written before the knob existed
+    save_file(weights, str(d / "generator.safetensors"))
+    m = json.loads((d / "generator.json").read_text())
+    m["weights_sha256"] = sha256_file(d / "generator.safetensors")
+    (d / "generator.json").write_text(json.dumps(m))
+    loaded = TrainedGenerator.load(d)
+    assert torch.equal(loaded.model.impulse_gain, torch.ones(2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(latent, y, cond), x1)
+    # any other missing weight is still an error
+    del weights["impulse.kernel"]
+    save_file(weights, str(d / "generator.safetensors"))
+    m["weights_sha256"] = sha256_file(d / "generator.safetensors")
+    (d / "generator.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="impulse.kernel"):
+        TrainedGenerator.load(d)

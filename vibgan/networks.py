@@ -288,6 +288,8 @@ class ConvGenerator(nn.Module):
             self.register_buffer("temperature", torch.ones(n_classes))
             self.register_buffer("slip_scale", torch.ones(n_classes))
             self.register_buffer("segment_mode", torch.zeros(n_classes, cfg.eq_fft // 2 + 1))
+            if self.impulse is not None:  # and the size of the deterministic impacts against the noise-driven path
+                self.register_buffer("impulse_gain", torch.ones(n_classes))
 
     def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,
                       device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -353,7 +355,10 @@ class ConvGenerator(nn.Module):
             seg, jitter = latent[4], latent[5]
             if self.variety:
                 seg, jitter = seg * tau[:, 0], jitter * tau
-            x = x + self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+            imp = self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+            if self.variety:
+                imp = imp * self.impulse_gain[y].to(x.dtype).view(-1, 1, 1)
+            x = x + imp
         if self.eq is None:
             return x
         extra = self.segment_mode[y] * latent[-1].unsqueeze(-1) if self.variety else None  # (B, F) log-amplitude
@@ -441,6 +446,8 @@ class TrainedGenerator:
     Attributes: ``classes`` (labels), ``fs`` (Hz), ``channels`` (names), ``length`` (default segment
     length in samples), ``conditions`` (label -> list of [rpm, load_hp] seen in training), ``meta``.
     """
+
+    OPTIONAL_BUFFERS = frozenset({"impulse_gain"})  # loaded at their identity default where a saved model lacks them
 
     def __init__(self, model: nn.Module, normalizer, meta: dict) -> None:
         self.model = model.eval()
@@ -617,8 +624,11 @@ class TrainedGenerator:
             weights = load_file(str(wpath), device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelError(f"{wpath}: not a readable safetensors file ({e})") from None
+        # knobs added after a model was saved keep their identity default (a generator saved before
+        # model.variety had an impulse-gain knob has no such buffer): everything else must be there
+        defaults = {k: v for k, v in model.state_dict().items() if k in cls.OPTIONAL_BUFFERS and k not in weights}
         try:
-            model.load_state_dict(weights, strict=True)
+            model.load_state_dict({**defaults, **weights}, strict=True)
         except RuntimeError as e:
             raise ModelError(f"{wpath}: weights do not fit the architecture in {mpath.name} ({e})") from None
         meta.pop("normalizer", None)

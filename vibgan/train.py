@@ -652,10 +652,10 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
     calibrate_equalizer(g_final, data, eval_gen_seed)
     if variety and ctx.is_main:
         tracker.log_params({f"variety/{lab}/{k}": v[k] for lab, v in variety.items()
-                            for k in ("temperature", "slip_scale", "segment_gain_db")})
+                            for k in ("temperature", "slip_scale", "segment_gain_db", "impulse_gain") if k in v})
         print(f"variety calibration on the training part ({t_variety:.0f} s): " + ", ".join(
             f"{lab} T={v['temperature']:g} slip x{v['slip_scale']:g} gain={v['segment_gain_db']:g} dB "
-            f"(spread x{v['spread_ratio']:.2f}, kurtosis x{v['kurtosis_ratio']:.2f})" for lab, v in variety.items()))
+            + (f"impacts x{v['impulse_gain']:g} " if "impulse_gain" in v else "") + f"(spread x{v['spread_ratio']:.2f}, kurtosis x{v['kurtosis_ratio']:.2f})" for lab, v in variety.items()))
     if not ctx.is_main:  # the other ranks return the same generator, unsaved
         trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
         return TrainResult(out, out / "generator", trained, state.step, wall, state.history, {}, str(device),
@@ -731,7 +731,7 @@ def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: i
 #: calibrate_variety's grids: noise temperatures, speed-slip scales, and segment-gain sizes in dB (RMS over
 #: frequency, per unit of the segment's gain latent)
 VARIETY_GRIDS = {"temperature": (0.7, 1.0, 1.4, 2.0, 2.8), "slip_scale": (0.0, 0.25, 0.5, 1.0),
-                 "segment_gain_db": (0.0, 0.75, 1.5, 2.25, 3.0)}
+                 "segment_gain_db": (0.0, 0.75, 1.5, 2.25, 3.0), "impulse_gain": (0.7, 1.0, 1.4, 2.0, 2.8)}
 
 
 def variety_modes(data: TrainData, seed: int, n_fft: int, n_per_class: int = 128) -> torch.Tensor:
@@ -823,6 +823,8 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
         G.temperature.copy_(knobs["temperature"])
         G.slip_scale.copy_(knobs["slip_scale"])
         G.segment_mode.copy_(modes * (knobs["segment_gain_db"] * db_to_log).unsqueeze(-1))
+        if "impulse_gain" in knobs:
+            G.impulse_gain.copy_(knobs["impulse_gain"])
         calibrate_equalizer(G, data, seed)
         gen = torch.Generator(device=device).manual_seed(seed + 5)
         x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)  # (G * n, C, T)
@@ -838,10 +840,16 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
         score = losses.group_mean(score.unsqueeze(-1), group_class, k)[0][:, 0]  # (K,) mean over a class's groups
         cost = (0.05 * torch.log(knobs["temperature"]) ** 2 + 0.02 * (1 - knobs["slip_scale"]) ** 2
                 + 0.01 * knobs["segment_gain_db"] ** 2)
+        if "impulse_gain" in knobs:
+            cost = cost + 0.05 * torch.log(knobs["impulse_gain"]) ** 2
         return score + cost, {"spread_ratio": r_spread.exp(), "kurtosis_ratio": r_kurt.exp(), "lsd_db": lsd}
 
     knobs = {"temperature": torch.ones(k, device=device), "slip_scale": torch.ones(k, device=device),
              "segment_gain_db": torch.zeros(k, device=device)}
+    if hasattr(G, "impulse_gain"):
+        knobs["impulse_gain"] = torch.ones(k, device=device)
+    else:
+        grids.pop("impulse_gain", None)
     for _ in range(rounds):
         for name, grid in grids.items():
             tried = []
