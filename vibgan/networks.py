@@ -284,11 +284,11 @@ class ConvGenerator(nn.Module):
         if self.variety:  # identity until vibgan.train.calibrate_variety fits them to the real training windows
             # per class: a temperature on every noise input, a scale of the random speed slip (how much the speed
             # wanders from segment to segment), and the log-amplitude gain per unit of the segment's own random
-            # number (the last latent) at the equaliser's frequencies
+            # number (the last latent) at the equaliser's frequencies; with an impulse path, its gain
             self.register_buffer("temperature", torch.ones(n_classes))
             self.register_buffer("slip_scale", torch.ones(n_classes))
             self.register_buffer("segment_mode", torch.zeros(n_classes, cfg.eq_fft // 2 + 1))
-            if self.impulse is not None:  # and the size of the deterministic impacts against the noise-driven path
+            if self.impulse is not None:  # the deterministic impacts against the noise-driven path
                 self.register_buffer("impulse_gain", torch.ones(n_classes))
 
     def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,

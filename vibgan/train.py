@@ -655,7 +655,8 @@ def train(cfg: Config, data: TrainData, tracker=None, *, resume: bool = False, h
                             for k in ("temperature", "slip_scale", "segment_gain_db", "impulse_gain") if k in v})
         print(f"variety calibration on the training part ({t_variety:.0f} s): " + ", ".join(
             f"{lab} T={v['temperature']:g} slip x{v['slip_scale']:g} gain={v['segment_gain_db']:g} dB "
-            + (f"impacts x{v['impulse_gain']:g} " if "impulse_gain" in v else "") + f"(spread x{v['spread_ratio']:.2f}, kurtosis x{v['kurtosis_ratio']:.2f})" for lab, v in variety.items()))
+            + (f"impacts x{v['impulse_gain']:g} " if "impulse_gain" in v else "")
+            + f"(spread x{v['spread_ratio']:.2f}, kurtosis x{v['kurtosis_ratio']:.2f})" for lab, v in variety.items()))
     if not ctx.is_main:  # the other ranks return the same generator, unsaved
         trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
         return TrainResult(out, out / "generator", trained, state.step, wall, state.history, {}, str(device),
@@ -728,8 +729,8 @@ def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: i
         eq.log_gain[present] += step[present].to(eq.log_gain.dtype)
 
 
-#: calibrate_variety's grids: noise temperatures, speed-slip scales, and segment-gain sizes in dB (RMS over
-#: frequency, per unit of the segment's gain latent)
+#: calibrate_variety's grids: noise temperatures, speed-slip scales, segment-gain sizes in dB (RMS over
+#: frequency, per unit of the segment's gain latent) and impulse-path gains (used only with model.impulse_taps)
 VARIETY_GRIDS = {"temperature": (0.7, 1.0, 1.4, 2.0, 2.8), "slip_scale": (0.0, 0.25, 0.5, 1.0),
                  "segment_gain_db": (0.0, 0.75, 1.5, 2.25, 3.0), "impulse_gain": (0.7, 1.0, 1.4, 2.0, 2.8)}
 
@@ -791,7 +792,8 @@ def local_spread(data: TrainData, seed: int, n_per_half: int = 64) -> torch.Tens
 def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_group: int = 48, rounds: int = 2,
                       grids: dict[str, tuple[float, ...]] | None = None) -> dict[str, dict[str, float]]:
     """Fit each class's variety knobs (``model.variety``, in place) on the training part: the noise temperature,
-    the speed-slip scale and the size of the segment gain along the class's main mode (``variety_modes``).
+    the speed-slip scale, the size of the segment gain along the class's main mode (``variety_modes``) and,
+    with an impulse path, the gain of its deterministic impacts against the network's noise-driven output.
 
     Targets, per (class, speed) group of the real training windows: the spread at the time scale of a
     held-out part (``local_spread``) and the median kurtosis. Coordinate descent over the
