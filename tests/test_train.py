@@ -408,3 +408,67 @@ def test_impulse_gain_scales_only_the_impact_path_and_old_saves_load_at_identity
     (d / "generator.json").write_text(json.dumps(m))
     with pytest.raises(ModelError, match="impulse.kernel"):
         TrainedGenerator.load(d)
+
+
+def test_a_checkpoint_written_before_the_impulse_gain_knob_resumes_at_identity(tmp_path):
+    """TrainState.load_state_dict fills knobs a checkpoint predates with their identity values (G and its EMA);
+    the rest loads exactly, and a checkpoint missing a real weight is still refused."""
+    import copy
+
+    from vibgan.config import ModelConfig
+    from vibgan.networks import build_models
+    from vibgan.train import TrainState
+
+    def state(seed: int) -> TrainState:
+        torch.manual_seed(seed)
+        G, D = build_models(ModelConfig(widths=[16, 12, 8, 8], res_blocks=[0, 1, 1, 0], impulse_taps=16, variety=True),
+                            n_classes=2, channels=1, length=1024, fs=12000.0)
+        G_ema = copy.deepcopy(G)
+        return TrainState(G, D, G_ema, torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()),
+                          torch.Generator().manual_seed(seed))
+
+    old = state(0)
+    with torch.no_grad():
+        old.G.impulse.kernel.normal_()
+    sd = old.state_dict()
+    for net in ("G", "G_ema"):
+        del sd[net]["impulse_gain"]
+    new = state(1)
+    with torch.no_grad():
+        new.G.impulse_gain.fill_(3.0)  # a stale value must not survive: the checkpoint's networks get identity
+    new.load_state_dict(sd)
+    assert torch.equal(new.G.impulse_gain, torch.ones(2)) and torch.equal(new.G_ema.impulse_gain, torch.ones(2))
+    assert torch.equal(new.G.impulse.kernel, old.G.impulse.kernel)
+    del sd["G"]["impulse.kernel"]
+    with pytest.raises(RuntimeError, match="impulse.kernel"):
+        state(2).load_state_dict(sd)
+
+
+def test_variety_calibration_turns_down_impacts_that_are_too_impulsive():
+    """Real windows of Gaussian noise (kurtosis 3) against a generator whose impulse path emits sharp spikes:
+    calibrate_variety picks the smallest impulse gain of its grid for both classes, sets the buffer to it, and
+    that lowers the generated kurtosis it reports."""
+    from vibgan.config import ModelConfig
+    from vibgan.networks import ConvGenerator
+    from vibgan.train import VARIETY_GRIDS, TrainData, calibrate_variety
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        data = TrainData.from_recordings(_level_varying_recordings(seconds=6.0), length=4096, train_fraction=0.7)
+        G = ConvGenerator(2, 1, data.fs, ModelConfig(widths=[16, 12, 8, 8], res_blocks=[0, 1, 1, 0], impulse_taps=16,
+                                                     variety=True)).eval()
+        with torch.no_grad():
+            G.impulse.kernel[:, 0, :, 0] = 3.0  # one-sample impacts on every train, far above the network's noise
+        fixed = {"temperature": (1.0,), "slip_scale": (1.0,), "segment_gain_db": (0.0,)}
+        at_one = calibrate_variety(G, data, 1, n_per_group=24, rounds=1, grids={**fixed, "impulse_gain": (1.0,)})
+        chosen = calibrate_variety(G, data, 1, n_per_group=24, rounds=1, grids=fixed)
+    finally:
+        torch.set_num_threads(threads)
+    low = min(VARIETY_GRIDS["impulse_gain"])
+    for label in data.classes:
+        assert at_one[label]["kurtosis_ratio"] > 1.5, at_one  # the spikes make it too impulsive
+        assert chosen[label]["impulse_gain"] == pytest.approx(low), chosen
+        assert chosen[label]["kurtosis_ratio"] < at_one[label]["kurtosis_ratio"], (at_one, chosen)
+    assert torch.allclose(G.impulse_gain, torch.full((2,), low))

@@ -75,8 +75,8 @@ class ModelConfig:
     impulse_taps: int = 0  # conv1d: >0 adds deterministic impacts (impulse trains at fr, FTF, BPFO, BPFI, 2 x BSF
     #                        through learned per-class impulse responses of this many taps); 0: off
     # conv1d: per-class variety knobs, fitted at the end of training on the training part (vibgan.train.
-    # calibrate_variety): a noise temperature, a speed-slip scale and a per-segment random spectral gain along the
-    # real windows' main mode of variation
+    # calibrate_variety): a noise temperature, a speed-slip scale, a per-segment random spectral gain along the
+    # real windows' main mode of variation and, with impulse_taps, the impulse path's gain
     variety: bool = False
     d_channels: int = 16
     d_scales: int = 2  # multi-scale discriminators (HiFi-GAN style): the signal, then 2x average-pooled, ...

@@ -447,7 +447,15 @@ class TrainedGenerator:
     length in samples), ``conditions`` (label -> list of [rpm, load_hp] seen in training), ``meta``.
     """
 
-    OPTIONAL_BUFFERS = frozenset({"impulse_gain"})  # loaded at their identity default where a saved model lacks them
+    #: knobs added after models were saved, with their identity value: loaded at it where saved weights lack them
+    OPTIONAL_BUFFERS = {"impulse_gain": 1.0}
+
+    @classmethod
+    def with_optional_buffers(cls, module: nn.Module, weights: dict) -> dict:
+        """``weights`` plus the identity value of each knob of ``module`` that they predate (``OPTIONAL_BUFFERS``)."""
+        own = module.state_dict()
+        return {**{k: torch.full_like(own[k], v) for k, v in cls.OPTIONAL_BUFFERS.items() if k in own and k not in weights},
+                **weights}
 
     def __init__(self, model: nn.Module, normalizer, meta: dict) -> None:
         self.model = model.eval()
@@ -624,11 +632,10 @@ class TrainedGenerator:
             weights = load_file(str(wpath), device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelError(f"{wpath}: not a readable safetensors file ({e})") from None
-        # knobs added after a model was saved keep their identity default (a generator saved before
-        # model.variety had an impulse-gain knob has no such buffer): everything else must be there
-        defaults = {k: v for k, v in model.state_dict().items() if k in cls.OPTIONAL_BUFFERS and k not in weights}
+        # knobs added after a model was saved take their identity value (a generator saved before model.variety
+        # had an impulse-gain knob has no such buffer): everything else must be there
         try:
-            model.load_state_dict({**defaults, **weights}, strict=True)
+            model.load_state_dict(cls.with_optional_buffers(model, weights), strict=True)
         except RuntimeError as e:
             raise ModelError(f"{wpath}: weights do not fit the architecture in {mpath.name} ({e})") from None
         meta.pop("normalizer", None)

@@ -283,9 +283,9 @@ class TrainState:
         }
 
     def load_state_dict(self, sd: dict) -> None:
-        self.G.load_state_dict(sd["G"])
+        self.G.load_state_dict(TrainedGenerator.with_optional_buffers(self.G, sd["G"]))
         self.D.load_state_dict(sd["D"])
-        self.G_ema.load_state_dict(sd["G_ema"])
+        self.G_ema.load_state_dict(TrainedGenerator.with_optional_buffers(self.G_ema, sd["G_ema"]))
         self.opt_g.load_state_dict(sd["opt_g"])
         self.opt_d.load_state_dict(sd["opt_d"])
         self.gen.set_state(sd["gen"])
