@@ -29,3 +29,14 @@ def _torch_threads():
     except ImportError:  # pragma: no cover
         pass
     yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (float summation order: the same result on any machine), given back after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

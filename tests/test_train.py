@@ -300,23 +300,10 @@ def _level_varying_recordings(fs: float = 12000.0, seconds: float = 12.0, seed: 
     return recs
 
 
-def test_variety_calibration_gives_an_intermittent_class_its_spread():
+def test_variety_calibration_gives_an_intermittent_class_its_spread(one_torch_thread):
     """An untrained generator varies like a Gaussian texture; calibrate_variety finds the 2-4 kHz mode of the
     intermittent class and a segment gain that brings its spread ratio (validate's metric, fresh samples, held-out
     windows) from far below 1 into 0.8-1.25, while the steady class keeps no gain."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # float summation order: the same result on any machine
-    try:
-        _check_variety_calibration()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _check_variety_calibration():
-    import torch
-
     from vibgan.config import ModelConfig
     from vibgan.networks import ConvGenerator, TrainedGenerator
     from vibgan.train import TrainData, calibrate_equalizer, calibrate_variety, fidelity_sets, variety_modes
@@ -444,7 +431,7 @@ def test_a_checkpoint_written_before_the_impulse_gain_knob_resumes_at_identity(t
         state(2).load_state_dict(sd)
 
 
-def test_variety_calibration_turns_down_impacts_that_are_too_impulsive():
+def test_variety_calibration_turns_down_impacts_that_are_too_impulsive(one_torch_thread):
     """Real windows of Gaussian noise (kurtosis 3) against a generator whose impulse path emits sharp spikes:
     calibrate_variety picks the smallest impulse gain of its grid for both classes, sets the buffer to it, and
     that lowers the generated kurtosis it reports."""
@@ -452,20 +439,15 @@ def test_variety_calibration_turns_down_impacts_that_are_too_impulsive():
     from vibgan.networks import ConvGenerator
     from vibgan.train import VARIETY_GRIDS, TrainData, calibrate_variety
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        data = TrainData.from_recordings(_level_varying_recordings(seconds=6.0), length=4096, train_fraction=0.7)
-        G = ConvGenerator(2, 1, data.fs, ModelConfig(widths=[16, 12, 8, 8], res_blocks=[0, 1, 1, 0], impulse_taps=16,
-                                                     variety=True)).eval()
-        with torch.no_grad():
-            G.impulse.kernel[:, 0, :, 0] = 3.0  # one-sample impacts on every train, far above the network's noise
-        fixed = {"temperature": (1.0,), "slip_scale": (1.0,), "segment_gain_db": (0.0,)}
-        at_one = calibrate_variety(G, data, 1, n_per_group=24, rounds=1, grids={**fixed, "impulse_gain": (1.0,)})
-        chosen = calibrate_variety(G, data, 1, n_per_group=24, rounds=1, grids=fixed)
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    data = TrainData.from_recordings(_level_varying_recordings(seconds=6.0), length=4096, train_fraction=0.7)
+    G = ConvGenerator(2, 1, data.fs, ModelConfig(widths=[16, 12, 8, 8], res_blocks=[0, 1, 1, 0], impulse_taps=16,
+                                                 variety=True)).eval()
+    with torch.no_grad():
+        G.impulse.kernel[:, 0, :, 0] = 3.0  # one-sample impacts on every train, far above the network's noise
+    fixed = {"temperature": (1.0,), "slip_scale": (1.0,), "segment_gain_db": (0.0,)}
+    at_one = calibrate_variety(G, data, 1, n_per_group=24, rounds=1, grids={**fixed, "impulse_gain": (1.0,)})
+    chosen = calibrate_variety(G, data, 1, n_per_group=24, rounds=1, grids=fixed)
     low = min(VARIETY_GRIDS["impulse_gain"])
     for label in data.classes:
         assert at_one[label]["kurtosis_ratio"] > 1.5, at_one  # the spikes make it too impulsive
