@@ -29,10 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 try:
-    from vibgan.data import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES, sha256_file
+    from vibgan.cwru import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES
+    from vibgan.files import sha256_file
 except ImportError:  # run from a checkout without installing vibgan
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from vibgan.data import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES, sha256_file
+    from vibgan.cwru import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES
+    from vibgan.files import sha256_file
 
 DEFAULT_DEST = Path(__file__).resolve().parent / "downloads"
 MANIFEST = "manifest.json"

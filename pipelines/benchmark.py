@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmarks of vibgan (DESIGN.md "Benchmarks"): each prints a table, writes JSON and, with --tracking, logs
+"""Benchmarks of vibgan (the protocols in docs/BENCHMARKS.md): each prints a table, writes JSON and, with --tracking, logs
 to MLflow.
 
     python pipelines/benchmark.py speed                 # steps/s, FLOP/s vs a matmul peak, generation,
@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     s.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
 
-    a = sub.add_parser("augment", help="CWRU augmentation benchmark (DESIGN.md protocol)")
+    a = sub.add_parser("augment", help="CWRU augmentation benchmark (docs/BENCHMARKS.md protocol)")
     common(a)
     a.add_argument("--seeds", type=int, default=5, help="classifier seeds (default 5)")
     a.add_argument("--seconds", type=float, nargs="+", default=[0.5, 1.0], help="seconds S of each fault recording")
@@ -187,9 +187,9 @@ def write_json(result: dict, out_dir: str | Path, name: str) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from vibgan.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(result, indent=2, default=_json_default) + "\n")
     print(f"wrote {path.resolve()}")
     return path
 
@@ -292,8 +292,9 @@ def time_training(cfg, data, *, warmup: int, steps: int) -> dict[str, Any]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from vibgan.device import pick_device
     from vibgan.networks import build_models, count_parameters
-    from vibgan.train import pick_device, train
+    from vibgan.train import train
 
     warmup = max(1, warmup)
     steps = max(1, steps)
@@ -371,8 +372,8 @@ def untrained_generator(cfg, data, seed: int = 0):
     """A TrainedGenerator with freshly initialised weights: generation cost does not depend on training."""
     import torch
 
-    from vibgan.networks import TrainedGenerator, build_models
-    from vibgan.train import generator_meta
+    from vibgan.generator import TrainedGenerator, generator_meta
+    from vibgan.networks import build_models
 
     torch.manual_seed(seed)
     G, _ = build_models(cfg.model, n_classes=len(data.classes), channels=len(data.channels), length=data.length,
@@ -411,8 +412,8 @@ def time_validation(n_fake: int, cwru: Path | None, seed: int = 0) -> dict[str, 
     the metrics does not depend on where segments come from); classes: the 10 CWRU classes, or 4 simulated
     bearing conditions at 1797 rpm where the CWRU data is absent.
     """
-    from vibgan import validate
-    from vibgan.data import load_many
+    from vibgan import spectral, validate
+    from vibgan.catalog import load_many
     from vibgan.synthetic import simulate_bearing
 
     T, fs = 4096, 12000.0
@@ -440,9 +441,18 @@ def time_validation(n_fake: int, cwru: Path | None, seed: int = 0) -> dict[str, 
     t = time.perf_counter()
     validate.fidelity_report(test, fake, fs, real_train=train, fault_freqs=fcs, c2st=False, seed=seed)
     dt = time.perf_counter() - t
+    # the split over the metrics' main costs, each measured again alone on every generated segment
+    allfake = np.concatenate(list(fake.values()))
+    fc = next((f for f in fcs.values() if f), 100.0)
+    parts = {}
+    for name, fn in (("psd", lambda: spectral.psd(allfake, fs)), ("indicators", lambda: spectral.indicators(allfake)),
+                     ("envelope_hits", lambda: spectral.envelope_hits(allfake, fs, fc))):
+        t = time.perf_counter()
+        fn()
+        parts[name] = time.perf_counter() - t
     return {"n_fake": int(sum(per)), "n_real": n_real, "classes": len(labels), "segment_length": T, "source": source,
             "seconds": dt, "seconds_per_10000": dt * 10_000 / max(1, sum(per)), "c2st": False,
-            "scaled": sum(per) != 10_000}
+            "scaled": sum(per) != 10_000, "parts_s": parts, "spectral_workers": spectral.WORKERS}
 
 
 #: Runs a Python script and, at exit, writes the peak resident memory of its own address space (VmHWM, KiB).
@@ -550,7 +560,7 @@ def memory_runs(args: argparse.Namespace, gen, cfgs: dict[str, Any], tmp: Path) 
 def run_speed(args: argparse.Namespace) -> int:
     import torch
 
-    from vibgan.train import prepare_data
+    from vibgan.datasets import prepare_data
 
     if args.quick:
         args.steps, args.warmup, args.matmul_n = min(args.steps, 2), 1, min(args.matmul_n, 512)
@@ -699,6 +709,9 @@ def print_speed(r: dict) -> None:
     v = r["validation"]
     print(f"\nvalidation: {v['seconds_per_10000']:.2f} s per 10,000 segments of 4,096 (measured on {v['n_fake']}, "
           f"{v['classes']} classes, {v['n_real']} real held-out, C2ST off)")
+    if v.get("parts_s"):
+        print("  of which, measured again alone: " + ", ".join(f"{k} {s:.2f} s" for k, s in v["parts_s"].items())
+              + f" (spectral.WORKERS = {v.get('spectral_workers')})")
     mem = r.get("memory") or {}
     if mem:
         rows = [[f"train {k} ({t['steps']} steps)", t["peak_rss_mb"], t["wall_s"], t["rc"]]
@@ -730,85 +743,6 @@ VARIANTS = {
 GAN_OF = {"gan-mlp": "gan-mlp", "gan-vibgan": "gan-vibgan", "gan-vibgan-classic": "gan-vibgan"}
 #: GAN-test: the real-only classifier (seed 0) labels this many generated windows per class
 GAN_TEST_N = 100
-
-
-def window_cnn(n_classes: int, channels: int = 1):
-    """The fixed classifier: a small WDCNN-style 1D CNN (wide first kernel, then 3-tap convolutions)."""
-    from torch import nn
-
-    def block(a: int, b: int, k: int, stride: int = 1) -> list:
-        return [nn.Conv1d(a, b, k, stride=stride, padding=k // 2 if stride == 1 else (k - stride) // 2),
-                nn.BatchNorm1d(b), nn.ReLU(), nn.MaxPool1d(2)]
-
-    return nn.Sequential(
-        *block(channels, 16, 64, stride=8),  # 2048 -> 256 -> 128
-        *block(16, 32, 3),  # -> 64
-        *block(32, 64, 3),  # -> 32
-        *block(64, 64, 3),  # -> 16
-        nn.Conv1d(64, 64, 3, padding=1), nn.BatchNorm1d(64), nn.ReLU(),
-        nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(64, n_classes),
-    )
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts (K, K): row = true class, column = predicted class."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
-
-
-def recall(cm: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """Per class: the share of its windows predicted as itself (rows of a confusion matrix)."""
-    return dict(zip(classes, (np.diag(cm) / np.maximum(1, cm.sum(axis=1))).tolist()))
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Mean over classes of F1 = 2 TP / (2 TP + FP + FN); a class absent from both counts as 0."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    tp = np.diag(cm).astype(float)
-    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(f1.mean())
-
-
-def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, epochs: int, per_epoch: int,
-                     batch_size: int = 64, lr: float = 1e-3, scale: tuple[float, float] = (0.0, 1.0)):
-    """Train window_cnn with Adam; each epoch draws ``per_epoch`` windows class-balanced from the pool (the same
-    number of gradient steps for every variant, whatever the pool size). Input: (x - mean) / std of the real
-    training windows."""
-    import torch
-    from torch.nn import functional as F
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = window_cnn(n_classes, x.shape[1])
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    xt = torch.from_numpy((x.astype(np.float32) - scale[0]) / scale[1])
-    order = np.argsort(y, kind="stable")
-    count = np.bincount(y, minlength=n_classes)
-    first = np.cumsum(count) - count
-    present = np.flatnonzero(count)
-    net.train()
-    for _ in range(epochs):
-        for _ in range(max(1, per_epoch // batch_size)):
-            k = present[rng.integers(len(present), size=batch_size)]
-            idx = order[first[k] + (rng.random(batch_size) * count[k]).astype(np.int64)]
-            loss = F.cross_entropy(net(xt[idx]), torch.from_numpy(y[idx]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return net.eval()
-
-
-def predict(net, x: np.ndarray, scale: tuple[float, float], batch_size: int = 256) -> np.ndarray:
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy((x[i:i + batch_size].astype(np.float32) - scale[0]) / scale[1])
-            out.append(net(xb).argmax(dim=1).numpy())
-    return np.concatenate(out)
 
 
 def gain_and_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -867,6 +801,7 @@ def gan_diagnostics(gens: dict[str, Any], real_net, classes: list[str], x_test: 
     GAN-train: the classifier trained on generated windows only (args.per_class per class, seed 0), macro-F1
     on the real test set (do generated windows carry what separates the classes on unseen real data?).
     """
+    from vibgan.classify import macro_f1, predict, train_classifier
     out: dict[str, Any] = {}
     K = len(classes)
     for name, gen in gens.items():
@@ -897,6 +832,7 @@ def level_sensitivity(net, classes: list[str], x_test: np.ndarray, y_test: np.nd
     A classifier that separates classes by signal level loses a class when its level drifts by 10 %, which
     a sensor, a mounting or a few weeks of wear easily do; gain augmentation trains that away, a generator
     that copies the training level does not."""
+    from vibgan.classify import confusion_matrix, predict, recall
     out = {f"{g:g}": recall(confusion_matrix(y_test, predict(net, x_test * g, scale), len(classes)), classes)
            for g in LEVEL_GAINS}
     moved = [c for c in classes if max(r[c] for r in out.values()) - min(r[c] for r in out.values()) > 0.2]
@@ -926,9 +862,13 @@ def gan_config(kind: str, args: argparse.Namespace, out: Path, seed: int):
 def run_augment(args: argparse.Namespace) -> int:
     import torch
 
-    from vibgan.data import Recording, load_many, split_by_time, windows
+    from vibgan.catalog import load_many
+    from vibgan.classify import confusion_matrix, macro_f1, predict, recall, train_classifier
+    from vibgan.datasets import TrainData
     from vibgan.errors import VibganError
-    from vibgan.train import TrainData, train
+    from vibgan.recordings import Recording
+    from vibgan.train import train
+    from vibgan.windows import split_by_time, windows
 
     if args.quick:
         args.seeds, args.seconds, args.gan_steps, args.mlp_steps = 1, args.seconds[:1], 2, 2
@@ -1112,7 +1052,8 @@ def run_fidelity(args: argparse.Namespace) -> int:
     import torch
 
     from vibgan.config import load_config
-    from vibgan.train import prepare_data, train
+    from vibgan.datasets import prepare_data
+    from vibgan.train import train
 
     torch.set_num_threads(max(1, args.threads))
     overrides = list(args.overrides) + [f"train.threads={args.threads}"]

@@ -219,7 +219,7 @@ def write_all(gen, jobs: list[dict], args: argparse.Namespace, prov: dict) -> No
     or delete the partial files on any error or interruption."""
     from tqdm.auto import tqdm
 
-    from vibgan.data import GeneratedWriter
+    from vibgan.exchange import GeneratedWriter
 
     length = jobs[0]["length"]
     total = sum(j["n"] for j in jobs)

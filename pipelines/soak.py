@@ -90,8 +90,8 @@ def audit_checkpoints(ckpt_dir: Path) -> dict:
     A checkpoint is sound when it loads with ``weights_only=True`` and its ``step`` matches its name.
     ``latest`` is what ``latest_checkpoint`` picks: it must be a sound checkpoint, never a temp file.
     """
+    from vibgan.checkpoints import latest_checkpoint, load_checkpoint
     from vibgan.errors import VibganError
-    from vibgan.train import latest_checkpoint, load_checkpoint
 
     sound, corrupt, temps, other = [], [], [], []
     for p in sorted(Path(ckpt_dir).iterdir()) if Path(ckpt_dir).is_dir() else []:
@@ -239,7 +239,7 @@ def compare_checkpoints(a: Path, b: Path) -> list[str]:
     step, rollbacks and the logged history (except wall-clock times)."""
     import torch
 
-    from vibgan.train import load_checkpoint
+    from vibgan.checkpoints import load_checkpoint
 
     sa, sb = load_checkpoint(a), load_checkpoint(b)
     diffs: list[str] = []
@@ -277,8 +277,8 @@ def kill_generation(model: Path, target: Path, rng: random.Random, *, n: int = 2
     ``previous``: the bytes at ``target`` before (None: no file). Checks: ``target`` holds exactly the previous
     bytes (or does not exist), and every leftover temp file fails ``read_generated`` or is complete.
     """
-    from vibgan.data import read_generated
     from vibgan.errors import VibganError
+    from vibgan.exchange import read_generated
 
     previous = target.read_bytes() if target.exists() else None
     before = {p.name for p in target.parent.iterdir()}
@@ -344,8 +344,10 @@ def disk_full_trial(work: Path, rng: random.Random, mode: str, reference: Path |
 
     import torch
 
+    from vibgan.checkpoints import latest_checkpoint, load_checkpoint
+    from vibgan.datasets import prepare_data
     from vibgan.errors import TrainingError
-    from vibgan.train import latest_checkpoint, load_checkpoint, prepare_data, train
+    from vibgan.train import train
 
     every = 2
     cfg = load_small_config(work, small_overrides(steps, every))
@@ -435,8 +437,9 @@ def tracking_outage_trial(work: Path, rng: random.Random, comes_back: bool) -> d
     must be reported (tag and ``tracking_failures.json``); when the store comes back, nothing is unlogged."""
     import torch
 
-    from vibgan import tracking
-    from vibgan.train import prepare_data, train
+    from vibgan import registry, tracking
+    from vibgan.datasets import prepare_data
+    from vibgan.train import train
 
     steps = 8
     uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -455,7 +458,7 @@ def tracking_outage_trial(work: Path, rng: random.Random, comes_back: bool) -> d
     threads = torch.get_num_threads()
     try:
         result = train(cfg, data, tracker, hooks={"after_step": after_step})
-        info = tracking.log_generator(tracker, result, cfg, None)
+        info = registry.log_generator(tracker, result, cfg, None)
         tracker.finish("FINISHED")
     finally:
         torch.set_num_threads(threads)
@@ -537,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     if ref.returncode != 0:
         problems.append(f"reference run failed with status {ref.returncode}")
     else:
-        from vibgan.train import latest_checkpoint
+        from vibgan.checkpoints import latest_checkpoint
 
         diffs = compare_checkpoints(latest_checkpoint(work / "reference" / "checkpoints"),
                                     latest_checkpoint(work / "killed" / "checkpoints"))
@@ -575,12 +578,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- disk full
     t0 = time.perf_counter()
-    from vibgan.train import latest_checkpoint
+    from vibgan.checkpoints import latest_checkpoint
 
     small_ref = work / "disk-ref"
     import torch
 
-    from vibgan.train import prepare_data, train
+    from vibgan.datasets import prepare_data
+    from vibgan.train import train
 
     threads = torch.get_num_threads()
     cfg = load_small_config(small_ref, small_overrides(6, 2))

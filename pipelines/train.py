@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override a config value, e.g. --set train.steps=2000 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (train.device)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="train.precision")
+    p.add_argument("--precision", help="train.precision: fp32, or bf16 / fp16 with autocast on a GPU (checked with the config)")
     p.add_argument("--out", help="output directory (out)")
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--steps", type=int, help="train.steps")
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(cfg, args, ctx) -> int:
-    from vibgan.train import prepare_data, train
+    from vibgan.datasets import prepare_data
+    from vibgan.train import train
 
     t0 = time.perf_counter()
     data = prepare_data(cfg)
@@ -113,17 +114,17 @@ def _tracker(cfg, args, data):
 
 
 def _register(cfg, result, report, tracker) -> None:
-    from vibgan import tracking
+    from vibgan.registry import log_generator
 
     if cfg.tracking.enabled:
-        info = tracking.log_generator(tracker, result, cfg, report)
+        info = log_generator(tracker, result, cfg, report)
         if info:
             print(f"  registered:  {info}")
 
 
 def _report(cfg, data, result, tracker):
-    from vibgan.train import fidelity_sets
-    from vibgan.validate import fidelity_report, write_report
+    from vibgan.report import write_report
+    from vibgan.validate import fidelity_report, fidelity_sets
 
     t0 = time.perf_counter()
     real, real_train, fake, fcs = fidelity_sets(result.generator, data, cfg.validate.n_fake, seed=cfg.train.seed)

@@ -1,10 +1,9 @@
 #!/usr/bin/env python
-"""Score generated vibration segments against real recordings, class by class (DESIGN.md metrics).
+"""Score generated vibration segments against real recordings, class by class (docs/METRICS.md).
 
     python pipelines/validate.py --real ../shared/data/cwru/1797rpm --fake generated.h5 --out runs/val
     python pipelines/validate.py --real ../shared/data/cwru/1797rpm --real-vs-real --out runs/rvr
     python pipelines/validate.py --real DIR --model runs/default/generator --n 256 --out runs/val
-    python pipelines/validate.py --benchmark [--real DIR]           # seconds to score 10,000 segments
 
 By default each real recording is split in time: the held-out last 30 % gives the reference segments
 (non-overlapping windows), the first 70 % gives the floor (what two honest samples of reality differ by).
@@ -22,7 +21,7 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", help="directory or file of real recordings (any format vibgan.data.load reads)")
+    p.add_argument("--real", help="directory or file of real recordings (any format vibgan.recordings.load reads)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--fake", help="generated-data HDF5 file (exchange format: signals, labels, fs)")
     src.add_argument("--model", help="generator to sample from (directory or registered-model URI)")
@@ -42,9 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="exit 1 when any class fails a check")
-    p.add_argument("--benchmark", action="store_true",
-                   help="time scoring 10,000 generated segments of 4,096 samples (C2ST aside) and exit")
-    p.add_argument("--bench-n", type=int, default=10_000, help="--benchmark: generated segments (default 10000)")
+    p.add_argument("--benchmark", action="store_true", help=argparse.SUPPRESS)  # moved: benchmark.py speed
     return p.parse_args(argv)
 
 
@@ -52,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vibgan.errors import run_cli
 
-    return run_cli(lambda: benchmark(args) if args.benchmark else run(args))
+    return run_cli(lambda: _moved() if args.benchmark else run(args))
+
+
+def _moved() -> int:
+    from vibgan.errors import ConfigError
+
+    raise ConfigError("--benchmark: the validation-speed benchmark is `python pipelines/benchmark.py speed` "
+                      "(seconds per 10,000 segments and the per-metric split, in docs/BENCHMARKS.md)")
 
 
 def _generic(names: list[str]) -> bool:
@@ -60,17 +64,17 @@ def _generic(names: list[str]) -> bool:
 
 
 def _select(rec, idx: list[int]):
-    from vibgan import data
+    from vibgan import recordings
 
     names = list(rec.meta.get("sensor") or [])
     meta = dict(rec.meta, sensor=[names[i] for i in idx] if len(names) == rec.channels else names[: len(idx)])
-    return data.Recording(rec.signal[idx], rec.fs, meta)
+    return recordings.Recording(rec.signal[idx], rec.fs, meta)
 
 
 def _load_real(args: argparse.Namespace, channels: list[str] | None, n_channels: int | None):
     """Real recordings with one channel layout: --channels, else the first C channels (C from the generated
     data), else every channel when all recordings agree, else the first channel name they all share."""
-    from vibgan import data
+    from vibgan import catalog
     from vibgan.errors import DataError
 
     if not args.real:
@@ -78,7 +82,7 @@ def _load_real(args: argparse.Namespace, channels: list[str] | None, n_channels:
     path = Path(args.real)
     if not path.exists():
         raise DataError(f"--real {path}: not found")
-    recs = data.load_many(path if path.is_dir() else [path], channels=channels, classes=args.classes)
+    recs = catalog.load_many(path if path.is_dir() else [path], channels=channels, classes=args.classes)
     if channels is not None:
         return recs
     if n_channels is not None:
@@ -112,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from vibgan import validate
-    from vibgan.data import label_sort_key, read_generated
+    from vibgan.cwru import label_sort_key
     from vibgan.errors import DataError
+    from vibgan.exchange import read_generated
+    from vibgan.report import write_report
 
     meta: dict = {"real": str(args.real)}
     units = "g"
@@ -183,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     names = (("held-out real (last part)", "training real (first part)") if args.real_vs_real
              else ("real (held-out)", "generated"))
     title = "vibgan real-vs-real sanity check" if args.real_vs_real else "vibgan fidelity report"
-    out = validate.write_report(report, args.out, plots=False if args.no_plots else None, real=real_test,
+    out = write_report(report, args.out, plots=False if args.no_plots else None, real=real_test,
                                 fake=fake, fault_freqs=fcs, units=units, seed=args.seed, names=names, title=title)
     print(report.summary_markdown())
     print(f"scored {sum(len(v) for v in fake.values())} segments in {elapsed:.1f} s; report: "
@@ -195,62 +201,12 @@ def _load_model(uri: str):
     from vibgan.errors import VibganError
 
     try:
-        from vibgan.tracking import load_generator
+        from vibgan.registry import load_generator
     except ImportError:
-        raise VibganError(f"--model {uri}: sampling a model needs vibgan.tracking.load_generator, which this "
+        raise VibganError(f"--model {uri}: sampling a model needs vibgan.registry.load_generator, which this "
                           "installation does not have yet; generate a file with pipelines/generate.py and "
                           "pass it with --fake") from None
     return load_generator(uri)
-
-
-def benchmark(args: argparse.Namespace) -> int:
-    """Time fidelity_report on ``--bench-n`` generated segments (one class, T = 4096), C2ST off."""
-    import os
-
-    import numpy as np
-
-    from vibgan import spectral, validate
-
-    T, fs = 4096, 12000.0
-    rng = np.random.default_rng(args.seed)
-    if args.real:
-        recs = _load_real(args, args.channels, None)
-        rec = next((r for r in recs if r.label.startswith("IR")), recs[0])
-        train, test = validate.real_segments([rec], T)
-        label, fs = rec.label, rec.fs
-        real, base = test[label], train[label]
-        # generated stand-in: real training windows, randomly shifted in time, with 5 % added noise
-        idx = rng.integers(len(base), size=args.bench_n)
-        shift = rng.integers(T, size=args.bench_n)
-        fake = np.stack([np.roll(base[i], s, axis=-1) for i, s in zip(idx, shift, strict=True)])
-        fake += 0.05 * base.std() * rng.standard_normal(fake.shape, dtype=np.float32)
-        fcs = validate.fault_frequencies([rec])
-    else:
-        label = "noise"
-        real = rng.standard_normal((8, 1, T), dtype=np.float32)
-        train = {label: rng.standard_normal((20, 1, T), dtype=np.float32)}
-        fake = rng.standard_normal((args.bench_n, 1, T), dtype=np.float32)
-        fcs = {label: 162.2}
-    print(f"benchmark: {len(fake)} generated segments x {T} samples, {os.cpu_count()} CPU(s) visible, "
-          f"c2st off")
-    t0 = time.perf_counter()
-    report = validate.fidelity_report({label: real}, {label: fake}, fs, real_train={label: train[label]},
-                                      fault_freqs=fcs, c2st=False, seed=args.seed)
-    t1 = time.perf_counter()
-    acc = validate.c2st_accuracy(real, fake, seed=args.seed)
-    t2 = time.perf_counter()
-    parts = {}
-    for name, fn in (("psd", lambda: spectral.psd(fake, fs)), ("indicators", lambda: spectral.indicators(fake)),
-                     ("envelope hits", lambda: spectral.envelope_hits(fake, fs, fcs[label]))):
-        t = time.perf_counter()
-        fn()
-        parts[name] = time.perf_counter() - t
-    print(report.summary_markdown())
-    print(f"fidelity_report (c2st off): {t1 - t0:.2f} s for {len(fake)} segments "
-          f"({(t1 - t0) / len(fake) * 1e4:.2f} s per 10,000); c2st alone: {t2 - t1:.2f} s (accuracy {acc:.2f})")
-    print("  of which, measured again alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
-          + f"; spectral.WORKERS = {spectral.WORKERS}; load average {os.getloadavg()[0]:.1f}")
-    return 0
 
 
 if __name__ == "__main__":

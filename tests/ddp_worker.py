@@ -12,6 +12,7 @@ import torch
 from vibgan import distributed
 from vibgan import train as train_mod
 from vibgan.config import load_config
+from vibgan.datasets import prepare_data
 from vibgan.tracking import MemoryTracker
 
 
@@ -37,7 +38,7 @@ def main(out: str, record: str, steps: int, resume: bool) -> None:
 
     train_mod.save_checkpoint, train_mod.TrainedGenerator.save = spy_ckpt, spy_gen
     tracker = MemoryTracker()
-    data = train_mod.prepare_data(cfg)
+    data = prepare_data(cfg)
     res = train_mod.train(cfg, data, tracker, resume=resume)
     rec = Path(record)
     rec.mkdir(parents=True, exist_ok=True)

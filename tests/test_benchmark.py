@@ -3,34 +3,29 @@ answers (macro-F1, time to target, the test-set guard). Never asserts on wall-cl
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
+
+from vibgan.classify import macro_f1
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "pipelines" / "benchmark.py"
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("benchmark_cli", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _load_cli()
+bench = load_script("pipelines/benchmark.py")
 
 
 def test_macro_f1_known_values():
     y = np.array([0, 0, 1, 1, 2, 2])
-    assert bench.macro_f1(y, y, 3) == pytest.approx(1.0)
+    assert macro_f1(y, y, 3) == pytest.approx(1.0)
     # class 0: TP 2, FP 1 -> F1 0.8; class 1: TP 1, FN 1 -> F1 2/3; class 2: TP 2 -> 1
     pred = np.array([0, 0, 0, 1, 2, 2])
-    assert bench.macro_f1(y, pred, 3) == pytest.approx((0.8 + 2 / 3 + 1.0) / 3)
-    assert bench.macro_f1(y, np.zeros_like(y), 3) == pytest.approx((2 * 2 / (2 * 2 + 4)) / 3)
+    assert macro_f1(y, pred, 3) == pytest.approx((0.8 + 2 / 3 + 1.0) / 3)
+    assert macro_f1(y, np.zeros_like(y), 3) == pytest.approx((2 * 2 / (2 * 2 + 4)) / 3)
 
 
 def test_time_to_target_first_eval_under_the_target():
@@ -41,7 +36,7 @@ def test_time_to_target_first_eval_under_the_target():
 
 
 def test_classic_windows_gain_and_noise_in_range():
-    from vibgan.data import Recording
+    from vibgan.recordings import Recording
 
     rng = np.random.default_rng(0)
     t = np.arange(12000) / 12000.0

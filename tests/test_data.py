@@ -23,28 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vibgan.bearing import characteristic_frequency
-from vibgan.data import (
-    CWRU_10CLASS_0HP,
-    CWRU_FILES,
-    SUPPORTED_EXTENSIONS,
-    GeneratedWriter,
-    Normalizer,
-    Recording,
-    SegmentDataset,
-    catalog,
-    cwru_label_info,
-    label_sort_key,
-    load,
-    load_many,
-    parse_cwru_name,
-    read_generated,
-    split_by_time,
-    windows,
-    write_generated,
-    write_recordings,
-)
+from vibgan.catalog import catalog, load_many
+from vibgan.cwru import CWRU_10CLASS_0HP, CWRU_FILES, cwru_label_info, label_sort_key, parse_cwru_name
+from vibgan.datasets import SegmentDataset
 from vibgan.errors import DataError, VibganError
+from vibgan.exchange import GeneratedWriter, read_generated, write_generated, write_recordings
+from vibgan.normalize import Normalizer
+from vibgan.recordings import SUPPORTED_EXTENSIONS, Recording, load
 from vibgan.spectral import envelope_hits, fft_magnitude
+from vibgan.windows import split_by_time, windows
 
 FS = 12000.0
 TONE_HZ = 50.0

@@ -71,7 +71,7 @@ def test_distributed_resume_equals_uninterrupted(full_run, tmp_path):
 
 
 def test_shards_draw_window_starts_from_disjoint_parts_of_each_recording():
-    from vibgan.train import TrainData
+    from vibgan.datasets import TrainData
 
     n, T = 10_000, 256
     ramp = torch.arange(n, dtype=torch.float32)[None, :, None].repeat(2, 1, 1)  # value = sample index

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import re
@@ -17,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from helpers import load_script
 
-from vibgan.data import CWRU_10CLASS_0HP, CWRU_FILES, catalog, load
+from vibgan.catalog import catalog
+from vibgan.cwru import CWRU_10CLASS_0HP, CWRU_FILES
+from vibgan.recordings import load
 from vibgan.spectral import fft_magnitude
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,14 +28,7 @@ SCRIPT = ROOT / "data" / "fetch_cwru.py"
 FS = 12000.0
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("fetch_cwru", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fetch = _load_script()
+fetch = load_script("data/fetch_cwru.py")
 
 
 def mat_bytes(number: int, f0: float = 50.0, n: int = 24000) -> bytes:

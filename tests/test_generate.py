@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -11,20 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY
+from helpers import TINY, load_script
+
+from vibgan import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "pipelines" / "generate.py"
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("generate_cli", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cli = _load_cli()
+cli = load_script("pipelines/generate.py")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +28,8 @@ def model(tmp_path_factory) -> Path:
 
     from vibgan import tracking
     from vibgan.config import load_config
-    from vibgan.train import prepare_data, train
+    from vibgan.datasets import prepare_data
+    from vibgan.train import train
 
     out = tmp_path_factory.mktemp("gen-model")
     cfg = load_config(ROOT / "configs" / "default.toml", TINY + [f"out={str(out)!r}"])
@@ -43,16 +38,15 @@ def model(tmp_path_factory) -> Path:
         result = train(cfg, prepare_data(cfg), tracking.MemoryTracker())
     finally:
         torch.set_num_threads(threads)
-    info = tracking.log_generator(tracking.MemoryTracker(), result, cfg, None)
+    info = registry.log_generator(tracking.MemoryTracker(), result, cfg, None)
     assert "saved" in info
     return out / "mlflow_model"
 
 
 @pytest.fixture(scope="session")
 def gen(model):
-    from vibgan import tracking
 
-    return tracking.load_generator(model)
+    return registry.load_generator(model)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -63,7 +57,7 @@ def test_writes_the_exchange_format_parquet_and_wav(model, gen, tmp_path, monkey
     import pandas as pd
     from scipy.io import wavfile
 
-    from vibgan.data import GeneratedWriter, read_generated
+    from vibgan.exchange import GeneratedWriter, read_generated
 
     rows = []
     real_append = GeneratedWriter.append
@@ -101,7 +95,7 @@ def test_writes_the_exchange_format_parquet_and_wav(model, gen, tmp_path, monkey
 
 
 def test_same_seed_same_file(model, tmp_path):
-    from vibgan.data import read_generated
+    from vibgan.exchange import read_generated
 
     for name in ("a.h5", "b.h5"):
         assert cli.main(["--model", str(model), "--n", "3", "--seed", "42", "--out", str(tmp_path / name),
@@ -158,7 +152,7 @@ def test_bad_models_are_clear_errors(model, tmp_path, capsys):
 
 @pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
 def test_failure_mid_generation_leaves_no_partial_file(model, tmp_path, monkeypatch, exc):
-    from vibgan.networks import TrainedGenerator
+    from vibgan.generator import TrainedGenerator
 
     real = TrainedGenerator.iter_samples
 
@@ -216,7 +210,7 @@ def test_a_generator_directory_mixing_two_saves_is_refused(gen, tmp_path):
     import torch
 
     from vibgan.errors import ModelError
-    from vibgan.networks import TrainedGenerator
+    from vibgan.generator import TrainedGenerator
 
     a = gen.save(tmp_path / "a")
     assert not [p.name for p in a.iterdir() if p.name.startswith(".")]  # no temp files left behind

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from vibgan.config import load_config
-from vibgan.data import write_recordings
+from vibgan.datasets import TrainData, prepare_data
 from vibgan.errors import ConfigError, DataError
+from vibgan.exchange import write_recordings
 from vibgan.synthetic import simulate_dataset
-from vibgan.train import TrainData, prepare_data
 
 
 @pytest.fixture(scope="module")

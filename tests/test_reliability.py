@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib.util
 import json
 import math
 import os
@@ -30,29 +29,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import load_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vibgan import tracking
+from vibgan import registry, serving, tracking
+from vibgan.checkpoints import latest_checkpoint, load_checkpoint
 from vibgan.config import Config, flatten, load_config, to_dict
-from vibgan.data import load, read_generated, write_generated
+from vibgan.datasets import prepare_data
 from vibgan.errors import ConfigError, ModelError, TrainingError, VibganError
-from vibgan.networks import TrainedGenerator
-from vibgan.train import latest_checkpoint, load_checkpoint, prepare_data, train
+from vibgan.exchange import read_generated, write_generated
+from vibgan.generator import TrainedGenerator
+from vibgan.recordings import load
+from vibgan.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "pipelines" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-soak = _load_script("soak")
-train_cli = _load_script("train")
-generate_cli = _load_script("generate")
+soak = load_script("pipelines/soak.py")
+train_cli = load_script("pipelines/train.py")
+generate_cli = load_script("pipelines/generate.py")
 
 EXAMPLES = int(os.environ.get("VIBGAN_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
@@ -148,7 +144,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gen(tiny) -> TrainedGenerator:
-    return tracking.load_generator(tiny.generator_dir)
+    return registry.load_generator(tiny.generator_dir)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,7 +285,7 @@ def test_store_gone_mid_run_training_finishes_and_reports(tmp_path, monkeypatch,
     assert flaky["client"].refused > 0
     assert sorted(p.name for p in (out / "checkpoints").glob("ckpt_*.pt")) == ["ckpt_00000002.pt", "ckpt_00000004.pt"]
     assert (out / "generator" / "generator.safetensors").is_file() and (out / "mlflow_model" / "MLmodel").is_file()
-    assert tracking.load_generator(out / "mlflow_model").classes == ["normal", "inner"]
+    assert registry.load_generator(out / "mlflow_model").classes == ["normal", "inner"]
     assert "warning: MLflow logging failed" in err and "could not be logged" in err
     rep = json.loads((out / tracking.FAILURES_FILE).read_text())
     assert rep["failed_calls"] == flaky["client"].refused and rep["unlogged"]["metric_points"] > 0
@@ -577,7 +573,7 @@ def test_fuzz_pyfunc_predict(gen, rows, other):
     """Whatever a client sends to the served model: a DataFrame of segments, or a VibganError (which MLflow's
     scoring server answers with HTTP 400 and its message), within a few seconds."""
     CASES["pyfunc predict input"] += 1
-    model = tracking.GeneratorModel(gen)
+    model = serving.GeneratorModel(gen)
     req = {"frame": lambda: pd.DataFrame(rows), "dict": lambda: rows[0] if rows else {},
            "list": lambda: rows, "none": lambda: None, "array": lambda: np.zeros((2, 2)),
            "text": lambda: "label=inner,n=1"}[other]()
@@ -649,7 +645,7 @@ def test_fuzz_generator_json(tiny, generator_meta, tmp_path_factory, data):
     (d / "generator.json").write_text(text)
     try:
         with bounded(30):
-            g = tracking.load_generator(d)
+            g = registry.load_generator(d)
     except VibganError:
         return
     try:
@@ -708,7 +704,7 @@ def test_absurd_generate_requests_are_refused_before_work(tiny, tmp_path, monkey
 
 def test_absurd_predict_request_is_refused(gen):
     with pytest.raises(VibganError, match="pipelines/generate.py"):
-        tracking.GeneratorModel(gen).predict(pd.DataFrame({"label": ["inner"], "n": [10**9]}))
+        serving.GeneratorModel(gen).predict(pd.DataFrame({"label": ["inner"], "n": [10**9]}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -765,7 +761,7 @@ def test_planted_pickle_in_a_generator_directory_is_refused(generator_copy, tmp_
               "json-is-pickle": "generator.json", "innocent-name": "README.txt"}[plant]
     (generator_copy / target).write_bytes(payload)
     with pytest.raises(ModelError, match=re.escape(target)):
-        tracking.load_generator(generator_copy)
+        registry.load_generator(generator_copy)
     assert not marker.exists(), "load_generator executed a planted pickle"
 
 
@@ -777,7 +773,7 @@ def test_planted_pickle_in_a_generator_directory_is_refused(generator_copy, tmp_
 def test_tampered_generator_json_is_refused(generator_copy, text, match):
     (generator_copy / "generator.json").write_text(text)
     with pytest.raises(ModelError, match=match):
-        tracking.load_generator(generator_copy)
+        registry.load_generator(generator_copy)
 
 
 @pytest.mark.parametrize("field, value", [("classes", 5), ("length", "long"), ("model", []), ("normalizer", "x"),
@@ -785,7 +781,7 @@ def test_tampered_generator_json_is_refused(generator_copy, text, match):
 def test_generator_json_with_wrong_types_is_refused(generator_copy, generator_meta, field, value):
     (generator_copy / "generator.json").write_text(json.dumps({**generator_meta, field: value}))
     with pytest.raises(VibganError):
-        tracking.load_generator(generator_copy)
+        registry.load_generator(generator_copy)
 
 
 def test_config_files_are_data_never_code(tmp_path):

@@ -16,10 +16,13 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import helpers
 import numpy as np
 import pytest
-from helpers import TINY_BASE, train_tiny
+from helpers import train_tiny
 from scipy.signal import welch
+
+from vibgan import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = [str(Path(sys.executable).with_name("mlflow"))] if Path(sys.executable).with_name("mlflow").exists() \
@@ -28,13 +31,7 @@ START_TIMEOUT_S = 120
 
 
 def tiny_config(out: Path, uri: str, name: str, steps: int, extra: list[str] | None = None):
-    from vibgan.config import load_config
-
-    every = max(1, steps // 2)
-    return load_config(ROOT / "configs" / "default.toml",
-                       TINY_BASE + [f"train.steps={steps}", f"train.eval_every={every}", f"train.sample_every={steps}",
-                               f"train.checkpoint_every={every}", f"out={str(out)!r}", f"tracking.uri={uri!r}",
-                               f"tracking.register_name={name!r}"] + (extra or []))
+    return helpers.tiny_config(out, uri=uri, name=name, steps=steps, extra=extra)
 
 
 def free_port() -> int:
@@ -112,7 +109,7 @@ def class_rms(data, label: str) -> float:
 def registered(tmp_path_factory) -> SimpleNamespace:
     """A 20-step generator tracked in a sqlite store and registered with alias champion."""
     from vibgan import tracking
-    from vibgan.train import prepare_data
+    from vibgan.datasets import prepare_data
 
     root = tmp_path_factory.mktemp("serve-store")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -120,7 +117,7 @@ def registered(tmp_path_factory) -> SimpleNamespace:
     data = prepare_data(cfg)
     tracker = tracking.start_run(cfg, data=data)
     result = train_tiny(cfg, data, tracker)
-    info = tracking.log_generator(tracker, result, cfg, None, champion_if="always")
+    info = registry.log_generator(tracker, result, cfg, None, champion_if="always")
     tracker.finish()
     assert "champion" in info, info
     return SimpleNamespace(uri=uri, root=root, data=data, result=result, info=info)
@@ -128,7 +125,6 @@ def registered(tmp_path_factory) -> SimpleNamespace:
 
 @pytest.mark.slow
 def test_models_serve_answers_invocations(registered, tmp_path):
-    from vibgan import tracking
 
     port = free_port()
     server = Server(MLFLOW + ["models", "serve", "-m", "models:/vibgan-serve@champion", "--env-manager", "local",
@@ -146,7 +142,7 @@ def test_models_serve_answers_invocations(registered, tmp_path):
         x = np.asarray([r["signal"] for r in rows], dtype=np.float32)  # (2, C, T)
         assert x.shape == (2, 1, 1024)
         # the served values are the registered generator's (float32 survives JSON)
-        g = tracking.load_generator("models:/vibgan-serve@champion", tracking_uri=registered.uri)
+        g = registry.load_generator("models:/vibgan-serve@champion", tracking_uri=registered.uri)
         # equal up to float rounding: the server process may use another torch thread count (reduction order)
         np.testing.assert_allclose(x, g.sample("inner", 2, seed=5), rtol=1e-5, atol=1e-6)
         # physically plausible: the level of the class's training signals, and a spectrum that is not flat
@@ -172,7 +168,7 @@ def test_tracking_server_run_survives_an_outage_and_registers(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from vibgan import tracking
-    from vibgan.train import prepare_data
+    from vibgan.datasets import prepare_data
 
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -197,7 +193,7 @@ def test_tracking_server_run_survives_an_outage_and_registers(tmp_path):
                 server.start()
 
         result = train_tiny(cfg, data, tracker, hooks={"after_step": after_step})
-        info = tracking.log_generator(tracker, result, cfg, None, champion_if="always")
+        info = registry.log_generator(tracker, result, cfg, None, champion_if="always")
         tracker.finish()
         assert result.steps == 4 and outage["failed_calls"] > 0
         assert info == "models:/vibgan-http/1 (aliases: candidate, champion)"
@@ -210,7 +206,7 @@ def test_tracking_server_run_survives_an_outage_and_registers(tmp_path):
         assert run.data.tags["vibgan.tracking_unlogged"] == "0"
         # loaded back over HTTP (artifacts proxied by the server) through both kinds of models:/ URI
         for model_uri in ("models:/vibgan-http@champion", "models:/vibgan-http/1"):
-            g = tracking.load_generator(model_uri, tracking_uri=uri)
+            g = registry.load_generator(model_uri, tracking_uri=uri)
             assert np.array_equal(g.sample("outer", 2, seed=1), result.generator.sample("outer", 2, seed=1))
         assert (tmp_path / "server-artifacts").is_dir()
     finally:

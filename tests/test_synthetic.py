@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from vibgan.bearing import characteristic_frequency, fault_frequencies
-from vibgan.data import Recording
 from vibgan.errors import VibganError
+from vibgan.recordings import Recording
 from vibgan.spectral import envelope_hit_rate, envelope_spectrum, fft_magnitude, indicators
 from vibgan.synthetic import fit_sinusoid, simulate_bearing, simulate_dataset, sinusoids
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import json
 import os
 import pickle
@@ -18,12 +17,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import helpers
 import numpy as np
 import pytest
-from helpers import TINY, train_tiny
+from helpers import load_script, train_tiny
 from scipy.signal import welch
 
-from vibgan import tracking
+from vibgan import registry, serving, tracking
 from vibgan.errors import ModelError, TrackingError, VibganError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,12 +31,8 @@ NAME = "vibgan-test"
 
 
 def tiny_config(out: Path, uri: str = "", name: str = NAME, extra: list[str] | None = None):
-    from vibgan.config import load_config
-
-    return load_config(ROOT / "configs" / "default.toml",
-                       TINY + [f"out={str(out)!r}", f"tracking.uri={uri!r}", f"tracking.register_name={name!r}",
-                               "tracking.champion_if='passed'"]  # the strict policy, whatever the demo config says
-                       + (extra or []))
+    # the strict champion policy, whatever the demo config says
+    return helpers.tiny_config(out, uri=uri, name=name, extra=["tracking.champion_if='passed'", *(extra or [])])
 
 
 class Evil:
@@ -58,14 +54,14 @@ def store(tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def run(store, tmp_path_factory) -> SimpleNamespace:
     """A 4-step run tracked in the store, its generator registered (no report: candidate only)."""
-    from vibgan.train import prepare_data
+    from vibgan.datasets import prepare_data
 
     out = tmp_path_factory.mktemp("run")
     cfg = tiny_config(out, store.uri)
     data = prepare_data(cfg)
     tracker = tracking.start_run(cfg, data=data)
     result = train_tiny(cfg, data, tracker)
-    info = tracking.log_generator(tracker, result, cfg, None)
+    info = registry.log_generator(tracker, result, cfg, None)
     tracker.finish("FINISHED")
     return SimpleNamespace(cfg=cfg, data=data, tracker=tracker, result=result, info=info, out=out,
                            run_id=tracker.run_id)
@@ -172,23 +168,23 @@ def test_registered_as_candidate_only_without_a_report(run, client):
 def test_champion_follows_the_report_and_the_policy(run, client):
     cfg = copy.deepcopy(run.cfg)
     cfg.tracking.register_name = "vibgan-aliases"
-    info = tracking.log_generator(run.tracker, run.result, cfg, report(False))
+    info = registry.log_generator(run.tracker, run.result, cfg, report(False))
     assert info.startswith("models:/vibgan-aliases/1 (aliases: candidate)") and "no champion yet" in info
-    info = tracking.log_generator(run.tracker, run.result, cfg, report(True))
+    info = registry.log_generator(run.tracker, run.result, cfg, report(True))
     assert info == "models:/vibgan-aliases/2 (aliases: candidate, champion)"
-    info = tracking.log_generator(run.tracker, run.result, cfg, report(False))
+    info = registry.log_generator(run.tracker, run.result, cfg, report(False))
     assert "champion stays version 2" in info
     aliases = client.get_registered_model("vibgan-aliases").aliases
     assert {k: str(v) for k, v in aliases.items()} == {"candidate": "3", "champion": "2"}
     assert client.get_model_version("vibgan-aliases", "3").tags["fidelity.passed"] == "false"
     # bootstrap policy: a first version becomes champion even without a passing report, and says so
     cfg.tracking.register_name = "vibgan-first"
-    info = tracking.log_generator(run.tracker, run.result, cfg, report(False), champion_if="passed-or-first")
+    info = registry.log_generator(run.tracker, run.result, cfg, report(False), champion_if="passed-or-first")
     assert "aliases: candidate, champion" in info and "does not pass" in info
-    info = tracking.log_generator(run.tracker, run.result, cfg, report(False), champion_if="passed-or-first")
+    info = registry.log_generator(run.tracker, run.result, cfg, report(False), champion_if="passed-or-first")
     assert "champion stays version 1" in info
     with pytest.raises(VibganError, match="champion_if"):
-        tracking.log_generator(run.tracker, run.result, cfg, None, champion_if="sometimes")
+        registry.log_generator(run.tracker, run.result, cfg, None, champion_if="sometimes")
 
 
 def test_registry_failure_keeps_the_generator(run, tmp_path):
@@ -198,16 +194,16 @@ def test_registry_failure_keeps_the_generator(run, tmp_path):
         raise ConnectionError("registry went away")
 
     broken.client.create_model_version = refuse
-    info = tracking.log_generator(broken, run.result, run.cfg, None)
+    info = registry.log_generator(broken, run.result, run.cfg, None)
     assert info.startswith("NOT registered") and "registry went away" in info and str(run.result.generator_dir) in info
     assert (run.result.generator_dir / "generator.safetensors").is_file()
     assert (run.result.out_dir / "mlflow_model" / "MLmodel").is_file()
 
 
 def test_no_mlflow_tracker_saves_a_local_model(run):
-    info = tracking.log_generator(tracking.MemoryTracker(), run.result, run.cfg, None)
+    info = registry.log_generator(tracking.MemoryTracker(), run.result, run.cfg, None)
     assert "not registered" in info
-    g = tracking.load_generator(run.result.out_dir / "mlflow_model")
+    g = registry.load_generator(run.result.out_dir / "mlflow_model")
     assert g.classes == run.result.generator.classes
 
 
@@ -215,9 +211,9 @@ def test_no_mlflow_tracker_saves_a_local_model(run):
 # Loading
 # --------------------------------------------------------------------------------------------------
 def test_load_candidate_matches_the_directory_exactly(run, store):
-    from vibgan.networks import TrainedGenerator
+    from vibgan.generator import TrainedGenerator
 
-    g = tracking.load_generator(f"models:/{NAME}@candidate", tracking_uri=store.uri)
+    g = registry.load_generator(f"models:/{NAME}@candidate", tracking_uri=store.uri)
     ref = TrainedGenerator.load(run.result.generator_dir)
     x, y = g.sample("inner", 3, seed=11), ref.sample("inner", 3, seed=11)
     assert x.shape == (3, 1, 1024) and x.dtype == np.float32
@@ -233,7 +229,7 @@ def test_load_by_version_runs_uri_local_dirs_and_env(run, store, monkeypatch):
     uris = [f"models:/{NAME}/1", f"models:/{NAME}/latest", f"runs:/{run.run_id}/model", str(run.result.generator_dir),
             str(run.result.out_dir / "mlflow_model"), (run.result.out_dir / "mlflow_model").as_uri()]
     for uri in uris:
-        g = tracking.load_generator(uri, tracking_uri=store.uri)
+        g = registry.load_generator(uri, tracking_uri=store.uri)
         assert np.array_equal(g.sample("outer", 2, seed=5), want), uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     import vibgan
@@ -243,18 +239,18 @@ def test_load_by_version_runs_uri_local_dirs_and_env(run, store, monkeypatch):
 
 def test_load_errors_are_model_errors(store, tmp_path):
     with pytest.raises(ModelError, match="no-such-model"):
-        tracking.load_generator("models:/no-such-model@champion", tracking_uri=store.uri)
+        registry.load_generator("models:/no-such-model@champion", tracking_uri=store.uri)
     with pytest.raises(ModelError, match="no such model directory"):
-        tracking.load_generator(tmp_path / "missing")
+        registry.load_generator(tmp_path / "missing")
     with pytest.raises(ModelError, match="neither a vibgan generator"):
-        tracking.load_generator(tmp_path)
+        registry.load_generator(tmp_path)
     with pytest.raises(ModelError, match="not a torch device"):
-        tracking.load_generator(tmp_path, device="gpu please")
+        registry.load_generator(tmp_path, device="gpu please")
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="not available on this machine"):
-            tracking.load_generator(tmp_path, device="cuda")
+            registry.load_generator(tmp_path, device="cuda")
 
 
 @pytest.fixture()
@@ -266,9 +262,9 @@ def model_copy(run, tmp_path) -> Path:
 
 def _refused(path: Path, match: str, marker: Path) -> None:
     with pytest.raises(ModelError, match=match):
-        tracking.load_generator(path)
+        registry.load_generator(path)
     with pytest.raises(ModelError):
-        tracking._load_pyfunc(str(path / "data" / "generator"))  # what MLflow serving would call
+        serving._load_pyfunc(str(path / "data" / "generator"))  # what MLflow serving would call
     assert not marker.exists(), "a planted pickle was executed"
 
 
@@ -297,12 +293,12 @@ def test_code_and_foreign_loaders_are_refused(model_copy, tmp_path):
     _refused(model_copy, "evil.py", tmp_path / "PWNED")
     shutil.rmtree(model_copy / "code")
     mlmodel = model_copy / "MLmodel"
-    mlmodel.write_text(mlmodel.read_text().replace("loader_module: vibgan.tracking", "loader_module: evil"))
+    mlmodel.write_text(mlmodel.read_text().replace("loader_module: vibgan.serving", "loader_module: evil"))
     with pytest.raises(ModelError, match="not a vibgan model"):
-        tracking.load_generator(model_copy)
+        registry.load_generator(model_copy)
     os.symlink("/etc/hostname", model_copy / "data" / "generator" / "link.json")
     with pytest.raises(ModelError, match="outside the model directory"):
-        tracking.load_generator(model_copy / "data" / "generator")
+        registry.load_generator(model_copy / "data" / "generator")
 
 
 def test_weights_of_the_wrong_shape_are_refused(model_copy):
@@ -314,13 +310,13 @@ def test_weights_of_the_wrong_shape_are_refused(model_copy):
     weights[key] = weights[key][..., :-1].contiguous()
     save_file(weights, str(w))
     with pytest.raises(ModelError, match="weights_sha256 differs"):  # the recorded checksum catches it first
-        tracking.load_generator(model_copy)
+        registry.load_generator(model_copy)
     meta_path = w.with_name("generator.json")  # a hand-made description without the checksum: the shape check
     meta = json.loads(meta_path.read_text())
     del meta["weights_sha256"]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="do not fit"):
-        tracking.load_generator(model_copy)
+        registry.load_generator(model_copy)
 
 
 def test_tampered_registered_version_is_refused(run, store, client, tmp_path, model_copy):
@@ -331,7 +327,7 @@ def test_tampered_registered_version_is_refused(run, store, client, tmp_path, mo
     client.create_registered_model("vibgan-tampered")
     client.create_model_version("vibgan-tampered", source, run_id=run.run_id)
     with pytest.raises(ModelError, match="python_model.pkl"):
-        tracking.load_generator("models:/vibgan-tampered/1", tracking_uri=store.uri)
+        registry.load_generator("models:/vibgan-tampered/1", tracking_uri=store.uri)
     assert not marker.exists()
 
 
@@ -354,7 +350,7 @@ def test_pyfunc_predict_matches_sample_and_refuses_bad_requests(run):
     g = run.result.generator
     assert np.array_equal(sig[:2], g.sample("inner", 2, rpm=1800.0, load_hp=0.0, seed=3))
     assert np.array_equal(sig[2:], g.sample("ball", 1, seed=4))
-    wrapper = tracking._load_pyfunc(str(run.result.out_dir / "mlflow_model" / "data" / "generator"))
+    wrapper = serving._load_pyfunc(str(run.result.out_dir / "mlflow_model" / "data" / "generator"))
     bad = [({"label": "bogus", "n": 1}, "unknown label"), ({"label": "inner", "n": 0}, "at least 1"),
            ({"label": "inner", "n": 1, "rpm": -5.0}, "rpm"), ({"label": "inner"}, "missing"),
            ({"label": "inner", "n": 1, "colour": "red"}, "unknown"), ({"label": "inner", "n": 2.5}, "whole number"),
@@ -370,24 +366,7 @@ def test_pyfunc_predict_matches_sample_and_refuses_bad_requests(run):
 # --------------------------------------------------------------------------------------------------
 # Store failures and resume
 # --------------------------------------------------------------------------------------------------
-class FlakyClient:
-    """Forwards to a real MlflowClient, or raises ConnectionError for every call while ``down``."""
-
-    def __init__(self, real) -> None:
-        self.real, self.down, self.refused = real, False, 0
-
-    def __getattr__(self, name):
-        attr = getattr(self.real, name)
-        if not callable(attr):
-            return attr
-
-        def call(*a, **k):
-            if self.down:
-                self.refused += 1
-                raise ConnectionError("Connection refused (simulated)")
-            return attr(*a, **k)
-
-        return call
+FlakyClient = load_script("pipelines/soak.py").FlakyClient  # a real MlflowClient, or ConnectionError while down
 
 
 def test_store_failing_mid_run_loses_nothing(run, store, client, tmp_path, capsys):
@@ -489,11 +468,9 @@ def test_default_store_is_sqlite_in_the_working_directory(tmp_path, monkeypatch)
 # pipelines/generate.py against the registry: provenance names the version
 # --------------------------------------------------------------------------------------------------
 def test_generate_from_the_registry_records_the_version(run, store, tmp_path):
-    from vibgan.data import read_generated
+    from vibgan.exchange import read_generated
 
-    spec = importlib.util.spec_from_file_location("generate_cli", ROOT / "pipelines" / "generate.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("pipelines/generate.py")
     out = tmp_path / "gen.h5"
     rc = cli.main(["--model", f"models:/{NAME}@candidate", "--tracking-uri", store.uri, "--n", "3", "--labels",
                    "outer", "--seed", "9", "--out", str(out), "--no-progress"])
@@ -506,7 +483,7 @@ def test_generate_from_the_registry_records_the_version(run, store, tmp_path):
 
 
 def test_model_card_carries_the_fidelity_table(run):
-    card = tracking.model_card(run.result, run.cfg, report(False), run.tracker.dicts["data/provenance.json"],
+    card = registry.model_card(run.result, run.cfg, report(False), run.tracker.dicts["data/provenance.json"],
                                name=NAME, run_id=run.run_id)
     assert "Overall: **does not pass every check**" in card
     assert "| inner | 1.10 | 0.80 | inner | - / - | - / - | - | - | - |" in card

@@ -16,6 +16,8 @@ from vibgan.errors import DataError
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
 from test_spectral import FS, RPM, inner_race_like  # noqa: E402
 
+from vibgan import catalog, classify, exchange, report
+
 REQUIRED_KEYS = {"lsd_db", "floor_db", "nearest_class", "envelope_hit_rate", "envelope_hit_rate_real",
                  "kurtosis_median", "kurtosis_median_real", "spread_ratio", "c2st_accuracy", "passes"}
 
@@ -126,11 +128,11 @@ def test_c2st_tells_noise_from_impacts_and_not_draws_of_one_process(synthetic_se
     _, test, gen, _ = synthetic_sets
     x = test["IR"]
     noise = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32) * x.std()
-    assert validate.c2st_accuracy(x, noise, seed=0) >= 0.95
-    assert validate.c2st_accuracy(x, gen["IR"], seed=0) <= 0.7
+    assert classify.c2st_accuracy(x, noise, seed=0) >= 0.95
+    assert classify.c2st_accuracy(x, gen["IR"], seed=0) <= 0.7
     quick = {"epochs": 2, "max_per_set": 4}
-    assert validate.c2st_accuracy(x, noise, seed=1, **quick) == validate.c2st_accuracy(x, noise, seed=1, **quick)
-    assert validate.c2st_accuracy(x[:1], noise) is None
+    assert classify.c2st_accuracy(x, noise, seed=1, **quick) == classify.c2st_accuracy(x, noise, seed=1, **quick)
+    assert classify.c2st_accuracy(x[:1], noise) is None
 
 
 def test_bad_inputs_raise_data_errors(synthetic_sets):
@@ -158,7 +160,7 @@ def test_report_dict_json_frame_markdown_and_html(synthetic_sets, tmp_path):
     for c in d["classes"].values():
         assert REQUIRED_KEYS <= set(c)
         assert c["c2st_accuracy"] is None
-    out = validate.write_report(rep, tmp_path / "rep", real=test, fake=small, fault_freqs=fcs)
+    out = report.write_report(rep, tmp_path / "rep", real=test, fake=small, fault_freqs=fcs)
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(d))
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "What the numbers mean" in page
@@ -175,9 +177,8 @@ def test_report_dict_json_frame_markdown_and_html(synthetic_sets, tmp_path):
 
 @pytest.fixture(scope="module")
 def cwru_sets(cwru_dir):
-    from vibgan import data
 
-    recs = data.load_many(cwru_dir, channels=["DE"])
+    recs = catalog.load_many(cwru_dir, channels=["DE"])
     train, test = validate.real_segments(recs, 4096)
     return recs, train, test, validate.fault_frequencies(recs)
 
@@ -241,12 +242,11 @@ def test_cwru_white_noise_is_caught(cwru_sets):
 def test_cli_scores_a_generated_file_and_rejects_a_mismatched_one(cwru_sets, cwru_dir, tmp_path, capsys):
     import validate as cli  # pipelines/validate.py
 
-    from vibgan import data
 
     _, train, _, _ = cwru_sets
     sig = np.concatenate([train["IR_7"], train["B_7"]])
     labels = ["IR_7"] * len(train["IR_7"]) + ["B_7"] * len(train["B_7"])
-    good = data.write_generated(tmp_path / "good.h5", sig, labels, FS, rpm=RPM, load_hp=0, units="g",
+    good = exchange.write_generated(tmp_path / "good.h5", sig, labels, FS, rpm=RPM, load_hp=0, units="g",
                                 provenance={"model": "real training windows"}, channels=["DE"])
     rc = cli.main(["--real", str(cwru_dir), "--fake", str(good), "--out", str(tmp_path / "out"), "--no-c2st",
                    "--no-plots", "--classes", "IR_7", "B_7", "--strict"])
@@ -255,13 +255,13 @@ def test_cli_scores_a_generated_file_and_rejects_a_mismatched_one(cwru_sets, cwr
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     assert set(rep["classes"]) == {"IR_7", "B_7"} and rep["classes"]["IR_7"]["passes"] is True
 
-    bad = data.write_generated(tmp_path / "bad.h5", sig, labels, 48000.0, rpm=RPM, units="g", channels=["DE"])
+    bad = exchange.write_generated(tmp_path / "bad.h5", sig, labels, 48000.0, rpm=RPM, units="g", channels=["DE"])
     rc = cli.main(["--real", str(cwru_dir), "--fake", str(bad), "--out", str(tmp_path / "bad"), "--no-c2st",
                    "--classes", "IR_7", "B_7"])
     err = capsys.readouterr().err
     assert rc == 2 and "fs = 48000 Hz" in err and "Traceback" not in err and err.count("\n") == 1
 
-    odd = data.write_generated(tmp_path / "odd.h5", sig, ["IR_99"] * len(sig), FS, units="g", channels=["DE"])
+    odd = exchange.write_generated(tmp_path / "odd.h5", sig, ["IR_99"] * len(sig), FS, units="g", channels=["DE"])
     rc = cli.main(["--real", str(cwru_dir), "--fake", str(odd), "--out", str(tmp_path / "odd"), "--no-c2st"])
     err = capsys.readouterr().err
     assert rc == 2 and "IR_99" in err and err.count("\n") == 1

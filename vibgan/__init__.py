@@ -24,7 +24,7 @@ __all__ = [
 
 
 def load_generator(uri: str, **kwargs):
-    """Load a registered or saved generator (``models:/name@alias``, ``runs:/...``, a directory); see tracking."""
-    from vibgan.tracking import load_generator as _load
+    """Load a registered or saved generator (``models:/name@alias``, ``runs:/...``, a directory); see vibgan.registry."""
+    from vibgan.registry import load_generator as _load  # lazily: `import vibgan` stays light (no torch, no mlflow)
 
     return _load(uri, **kwargs)

@@ -20,7 +20,6 @@ class BearingGeometry:
     contact_angle_deg : contact angle in degrees (0 for deep-groove ball bearings).
     name : a label for reports.
     """
-
     n_balls: int
     ball_diameter: float
     pitch_diameter: float

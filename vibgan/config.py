@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vibgan.champion import CHAMPION_POLICIES
+from vibgan.device import PRECISIONS
 from vibgan.errors import ConfigError
+from vibgan.losses import ADVERSARIAL, LAMBDA_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,7 +29,6 @@ else:  # pragma: no cover
 @dataclass
 class SimulateConfig:
     """The embedded physics-simulated data set (vibgan.synthetic.simulate_bearing)."""
-
     faults: list[str] = field(default_factory=lambda: ["normal", "inner", "outer", "ball"])
     rpms: list[float] = field(default_factory=lambda: [1500.0, 1800.0])
     load_hp: float = 0.0
@@ -38,7 +40,6 @@ class SimulateConfig:
 @dataclass
 class DataConfig:
     """Where the training signals come from and how they are cut."""
-
     source: str = "simulated"  # simulated | files | sinusoid
     path: str = ""  # a directory or file of recordings when source = "files"
     lazy: bool = False  # read training windows from data.path (an HDF5 recordings file) per batch, not into memory
@@ -56,7 +57,6 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """Generator and discriminator architecture."""
-
     kind: str = "conv1d"  # conv1d | mlp (the seed dense GAN)
     noise_dim: int = 64  # mlp: noise vector size; conv1d: noise channels at the coarsest rate
     noise: str = "normal"  # normal | uniform (uniform in [-1, 1], the seed GAN's choice)
@@ -86,7 +86,6 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     """The adversarial training loop."""
-
     steps: int = 600
     batch_size: int = 32
     loss: str = "hinge"  # minimax | nonsaturating | wgan-gp | hinge
@@ -122,8 +121,7 @@ class TrainConfig:
 
 @dataclass
 class ValidateConfig:
-    """Fidelity thresholds (DESIGN.md defaults) and evaluation sizes."""
-
+    """Fidelity thresholds (the defaults of docs/METRICS.md) and evaluation sizes."""
     n_fake: int = 64  # generated segments per class for the final report
     lsd_db: float = 1.5
     lsd_floor_factor: float = 1.5
@@ -137,7 +135,6 @@ class ValidateConfig:
 @dataclass
 class TrackingConfig:
     """MLflow tracking; an empty uri means MLFLOW_TRACKING_URI or a local sqlite store in the working directory."""
-
     enabled: bool = True
     uri: str = ""
     experiment: str = "vibgan"
@@ -149,7 +146,6 @@ class TrackingConfig:
 @dataclass
 class Config:
     """The whole resolved configuration of a run."""
-
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -214,6 +210,11 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    for f in dataclasses.fields(cls):  # a dict-valued field merges over its default: {kurtosis = 2} keeps the rest
+        if f.name in kwargs and isinstance(kwargs[f.name], dict) and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if isinstance(default, dict):
+                kwargs[f.name] = {**default, **kwargs[f.name]}
     return cls(**kwargs)
 
 
@@ -311,7 +312,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def check(cfg: Config, source: str = "config") -> None:
     """Semantic checks that types alone cannot express; raises ConfigError naming the field."""
-
     def bad(fieldname: str, expected: str, value: Any) -> None:
         raise ConfigError(f"config {source}: {fieldname} = {value!r}; expected {expected}")
 
@@ -366,8 +366,8 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("train.steps", "a non-negative number of steps", t.steps)
     if t.batch_size < 1:
         bad("train.batch_size", "at least 1", t.batch_size)
-    if t.loss not in ("minimax", "nonsaturating", "wgan-gp", "hinge"):
-        bad("train.loss", "one of minimax, nonsaturating, wgan-gp, hinge", t.loss)
+    if t.loss not in ADVERSARIAL:
+        bad("train.loss", f"one of {', '.join(ADVERSARIAL)}", t.loss)
     if t.d_steps < 1 or t.g_steps < 1:
         bad("train.d_steps/g_steps", "at least 1 each", (t.d_steps, t.g_steps))
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
@@ -377,17 +377,17 @@ def check(cfg: Config, source: str = "config") -> None:
             bad(f"train.{k}", "a positive learning rate", getattr(t, k))
     if t.threads < 0:
         bad("train.threads", "0 (torch's default) or a positive number of CPU threads", t.threads)
-    if t.precision not in ("fp32", "bf16", "fp16"):
-        bad("train.precision", "one of fp32, bf16, fp16", t.precision)
+    if t.precision not in PRECISIONS:
+        bad("train.precision", f"one of {', '.join(PRECISIONS)}", t.precision)
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         bad("train.device", "auto, cpu, cuda or cuda:N", t.device)
     if not 0 <= t.ema_decay < 1:
         bad("train.ema_decay", "0 <= decay < 1", t.ema_decay)
-    if cfg.tracking.champion_if not in ("passed", "passed-or-first", "always", "never"):
-        bad("tracking.champion_if", "one of passed, passed-or-first, always, never", cfg.tracking.champion_if)
-    unknown = set(t.lambdas) - {"adv", "spectral", "kurtosis", "envelope", "spread"}
+    if cfg.tracking.champion_if not in CHAMPION_POLICIES:
+        bad("tracking.champion_if", f"one of {', '.join(CHAMPION_POLICIES)}", cfg.tracking.champion_if)
+    unknown = set(t.lambdas) - set(LAMBDA_NAMES)
     if unknown:
-        bad("train.lambdas", "keys among adv, spectral, kurtosis, envelope, spread", sorted(unknown))
+        bad("train.lambdas", f"keys among {', '.join(LAMBDA_NAMES)}", sorted(unknown))
     if len(t.envelope_band) != 2 or not 0 < t.envelope_band[0] < t.envelope_band[1]:
         bad("train.envelope_band", "[low, high] in Hz with 0 < low < high", t.envelope_band)
     for k in ("log_every", "eval_every", "sample_every", "checkpoint_every", "keep_checkpoints"):

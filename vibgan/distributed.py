@@ -25,7 +25,6 @@ from vibgan.errors import ConfigError
 @dataclass(frozen=True)
 class Context:
     """This process's place in the job."""
-
     rank: int = 0
     world: int = 1
     local_rank: int = 0

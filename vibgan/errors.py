@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class VibganError(Exception):
     """Base class: a user-facing error whose message names the file, the field and what was expected."""
@@ -30,8 +32,6 @@ class TrackingError(VibganError):
 def run_cli(fn, interrupted: str = "interrupted") -> int:
     """Run a command line's body: a VibganError becomes one line ``error: ...`` on stderr and exit code 2,
     Ctrl-C the line ``interrupted`` and exit code 130; anything else is a bug and keeps its traceback."""
-    import sys
-
     try:
         return fn()
     except VibganError as e:

@@ -7,9 +7,13 @@ and sums over scales. ``D(x) = sigmoid(logit)`` for the minimax family.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch.nn import functional as F
+
+from vibgan.spectral import IN_BAND
 
 
 def _over_scales(fn: Callable[[torch.Tensor], torch.Tensor], logits: list[torch.Tensor]) -> torch.Tensor:
@@ -155,7 +159,7 @@ def envelope_log_spectrum(x: torch.Tensor, fs: float, band: tuple[float, float],
                           fmax: float = 500.0, fmin: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-segment log envelope spectrum over fmin..fmax Hz, relative to its own mean there (dB), float32.
 
-    The torch twin of DESIGN.md metric 5, made differentiable: an FFT-mask band-pass (``band`` Hz), the
+    The torch twin of the envelope metric (docs/METRICS.md), made differentiable: an FFT-mask band-pass (``band`` Hz), the
     squared magnitude of the analytic signal minus its mean, a Hann window, and the magnitude spectrum
     (no zero padding: bins are fs / T apart). x: (B, C, T) -> (freqs (F,), dB (B, F)), channels averaged.
     Normalising by the mean over the band makes the term judge the shape (where the peaks are), not the level.
@@ -186,7 +190,7 @@ def segment_lsd(p: torch.Tensor, ref_db: torch.Tensor, g: torch.Tensor, band: to
     """Per segment: in-band lsd_db between its own PSD and its group's reference PSD ``ref_db[g]``.
 
     p: (B, F) segment PSDs (``segment_psd``), ref_db: (G, F) dB, g: (B,), band: (F,) bool -> (B,) dB.
-    DESIGN.md's spread_ratio is the mean of this over generated segments divided by the same over real
+    The spread_ratio metric is the mean of this over generated segments divided by the same over real
     ones (with the class mean PSD).
     """
     d = (power_db(p) - ref_db[g])[:, band]
@@ -218,7 +222,7 @@ def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, re
     """Squared log-ratio of the generated to the real spread, per group.
 
     Keeps diversity right in both directions: below 1 is mode collapse, above 1 is too much variety
-    (both fail DESIGN.md's spread_ratio check). Two measures, the real target (``real_spread``, (G,) dB)
+    (both fail The spread_ratio metric check). Two measures, the real target (``real_spread``, (G,) dB)
     computed the same way:
     - ``pairwise=False``: each generated segment's lsd from the *real* group mean PSD ``real_db`` (G, F),
       averaged per group present in the batch. It does not depend on how many segments of a group the
@@ -234,3 +238,94 @@ def spread_loss(p_fake: torch.Tensor, g: torch.Tensor, real_db: torch.Tensor, re
         spread = mean[:, 0]
     ratio = spread.clamp(min=1e-6) / real_spread.clamp(min=1e-6)
     return (torch.log(ratio)[ok] ** 2).mean() if ok.any() else p_fake.sum() * 0
+
+
+#: Welch segment length of the training-time PSDs (the lsd metric uses 256); shorter segments use their length.
+PSD_NPERSEG = 256
+
+
+def psd_band(fs: float, length: int, device: torch.device | str = "cpu", nperseg: int = PSD_NPERSEG) -> torch.Tensor:
+    """The in-band bins (0 < f <= 0.45 fs) of a Welch PSD of ``nperseg`` (or ``length``) samples: (F,) bool."""
+    freqs = torch.fft.rfftfreq(min(nperseg, length), 1.0 / fs).to(device)
+    return (freqs > 0) & (freqs <= IN_BAND * fs)
+
+
+# ---- the generator's loss terms beside the adversarial one, by name (the keys of train.lambdas) -------------
+@dataclass
+class RealTargets:
+    """What the generator's terms match, per (class, speed) group of the real training windows, normalised units.
+
+    db (G, F) mean log-PSD in dB; logk (G,) log median kurtosis; env (G, F_env) mean relative log envelope
+    spectrum in dB (None unless the envelope term is on); spread (G,) dB; band (F,) in-band bins; env_band
+    (low, high) Hz of the envelope term's band-pass.
+    """
+
+    db: torch.Tensor
+    logk: torch.Tensor
+    env: torch.Tensor | None
+    spread: torch.Tensor
+    band: torch.Tensor
+    env_band: tuple[float, float]
+    fs: float
+    pairwise_spread: bool = False
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.db.shape[0])
+
+
+@dataclass
+class FakeBatch:
+    """Generated segments x (B, C, T) float32 of groups ``group`` (B,); their PSDs are computed once, if asked."""
+
+    x: torch.Tensor
+    group: torch.Tensor
+    fs: float
+
+    @cached_property
+    def psd(self) -> torch.Tensor:
+        return segment_psd(self.x, self.fs, PSD_NPERSEG)  # (B, F), shared by the spectral and spread terms
+
+
+#: name -> term(fake, real) -> scalar; ``train.lambdas`` weighs them (a term with weight 0 is not computed)
+G_TERMS: dict[str, Callable[[FakeBatch, RealTargets], torch.Tensor]] = {}
+#: every key ``train.lambdas`` may have: the adversarial term and the registered ones
+LAMBDA_NAMES = ("adv",)
+
+
+def g_term(name: str):
+    """Register a generator loss term under ``name`` (its ``train.lambdas`` key and its log name ``loss/g/<name>``)."""
+    def register(fn: Callable[[FakeBatch, RealTargets], torch.Tensor]):
+        global LAMBDA_NAMES
+        G_TERMS[name] = fn
+        LAMBDA_NAMES = (*LAMBDA_NAMES, name)
+        return fn
+    return register
+
+
+@g_term("spectral")
+def spectral_term(fake: FakeBatch, real: RealTargets) -> torch.Tensor:
+    """Squared in-band lsd of the batch's group-mean PSDs from the real ones (``spectral_loss``)."""
+    fake_db, present = group_log_psd(fake.psd, fake.group, real.n_groups)
+    return spectral_loss(fake_db, real.db, present, real.band)
+
+
+@g_term("kurtosis")
+def kurtosis_term(fake: FakeBatch, real: RealTargets) -> torch.Tensor:
+    """Squared error of the groups' mean log-kurtosis from the real median's (``kurtosis_loss``)."""
+    return kurtosis_loss(fake.x, fake.group, real.logk, real.n_groups)
+
+
+@g_term("envelope")
+def envelope_term(fake: FakeBatch, real: RealTargets) -> torch.Tensor:
+    """Squared distance of the groups' mean relative log envelope spectra from the real ones (``envelope_loss``)."""
+    fake_env, present = group_mean(envelope_log_spectrum(fake.x, fake.fs, real.env_band)[1], fake.group, real.n_groups)
+    return envelope_loss(fake_env, real.env, present)
+
+
+@g_term("spread")
+def spread_term(fake: FakeBatch, real: RealTargets) -> torch.Tensor:
+    """Squared log-ratio of the generated to the real spread per group (``spread_loss``)."""
+    return spread_loss(fake.psd, fake.group, real.db, real.spread, real.n_groups, real.band,
+                       pairwise=real.pairwise_spread)
+

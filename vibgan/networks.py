@@ -4,15 +4,11 @@ Shapes: signals are ``(B, C, T)``; class indices ``(B,)`` int64; operating condi
 holding raw ``[rpm, load_hp]``. Every generator draws its own latent with ``sample_latent`` (a tuple of
 tensors, so a seeded ``torch.Generator`` reproduces a sample exactly) and maps it with ``forward``.
 Discriminators return a list of logit tensors (one per scale), never probabilities: the losses apply
-the sigmoid inside binary cross-entropy, which is the seed's sigmoid + BCE computed stably.
-"""
+the sigmoid inside binary cross-entropy, which is the seed's sigmoid + BCE computed stably."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -37,9 +33,6 @@ def characteristic_ratios(geometry: str = "6205") -> list[float]:
     return [1.0, f["ftf"], f["bpfo"], f["bpfi"], 2.0 * f["bsf"]]
 
 
-# --------------------------------------------------------------------------------------------------
-# The seed baselines: dense generator and discriminator
-# --------------------------------------------------------------------------------------------------
 class MLPGenerator(nn.Module):
     """Dense generator of the lecture notes: noise -> hidden (ReLU) ... -> C*T (tanh / sigmoid / linear).
 
@@ -47,7 +40,6 @@ class MLPGenerator(nn.Module):
     the Keras-style GAN is ``noise_dim=100, hidden=[256], out sigmoid, length 784``. With more than one
     class a one-hot class code is appended to the noise (a conditional GAN, Mirza & Osindero).
     """
-
     def __init__(self, noise_dim: int, hidden: list[int], channels: int, length: int, n_classes: int = 1,
                  out_activation: str = "tanh", noise: str = "uniform") -> None:
         super().__init__()
@@ -78,10 +70,13 @@ class MLPGenerator(nn.Module):
             z = torch.cat([z, F.one_hot(y, self.n_classes).to(z.dtype)], dim=1)
         return self.net(z).view(z.shape[0], self.channels, self.length)  # (B, C, T)
 
+    def parameter_groups(self, lr: float, **_rates: float) -> list[dict]:
+        """Optimiser parameter groups: one, at ``lr`` (the dense GAN has no parts with rates of their own)."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
 
 class MLPDiscriminator(nn.Module):
     """Dense discriminator: C*T -> hidden (ReLU, dropout) ... -> 1 logit (the sigmoid lives in the loss)."""
-
     def __init__(self, channels: int, length: int, hidden: list[int], n_classes: int = 1, dropout: float = 0.4) -> None:
         super().__init__()
         self.n_classes = n_classes
@@ -99,12 +94,8 @@ class MLPDiscriminator(nn.Module):
         return [self.net(h)]  # [(B, 1)]
 
 
-# --------------------------------------------------------------------------------------------------
-# The conditional 1D convolutional GAN
-# --------------------------------------------------------------------------------------------------
 class FiLM(nn.Module):
     """Feature-wise affine conditioning: h * (1 + gamma(e)) + beta(e)."""
-
     def __init__(self, embed: int, channels: int) -> None:
         super().__init__()
         self.proj = nn.Linear(embed, 2 * channels)
@@ -118,7 +109,6 @@ class FiLM(nn.Module):
 
 class ResBlock(nn.Module):
     """Dilated residual block at full rate (HiFi-GAN MRF style) with FiLM conditioning."""
-
     def __init__(self, channels: int, kernel: int, dilation: int, embed: int) -> None:
         super().__init__()
         self.film = FiLM(embed, channels)
@@ -138,7 +128,6 @@ class ClassEqualizer(nn.Module):
     FIR of ``n_fft + 1`` taps. Like the transfer path from a bearing to the accelerometer, it is linear,
     and because its parameters are few and act directly on the spectrum it can take large steps.
     """
-
     def __init__(self, n_classes: int, n_fft: int = 256) -> None:
         super().__init__()
         self.n_fft = n_fft
@@ -165,7 +154,6 @@ class ClassProjection(nn.Module):
     Each class chooses which characteristic frequencies drive it and how (an inner-race fault is
     modulated at BPFI, an outer-race fault at BPFO, a healthy bearing by neither); zero-initialised.
     """
-
     def __init__(self, n_classes: int, c_in: int, c_out: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(n_classes, c_out, c_in))
@@ -184,7 +172,6 @@ class ImpulsePath(nn.Module):
     real fault signal, where the generator's noise-driven path gives each impact a random texture.
     The kernels start at zero, so the path is off until training grows it.
     """
-
     HARMONICS = 2  # modulation harmonics of the shaft and cage rates
 
     def __init__(self, n_classes: int, n_trains: int, out_channels: int, taps: int) -> None:
@@ -244,7 +231,6 @@ class ConvGenerator(nn.Module):
     0.4 x its sample rate), so nothing aliases. Any length that is a
     multiple of ``prod(upsample)`` can be generated, longer than the training segments included.
     """
-
     def __init__(self, n_classes: int, out_channels: int, fs: float, cfg: ModelConfig, geometry: str = "6205") -> None:
         super().__init__()
         self.n_classes, self.out_channels, self.fs = n_classes, out_channels, float(fs)
@@ -290,6 +276,16 @@ class ConvGenerator(nn.Module):
             self.register_buffer("segment_mode", torch.zeros(n_classes, cfg.eq_fft // 2 + 1))
             if self.impulse is not None:  # the deterministic impacts against the noise-driven path
                 self.register_buffer("impulse_gain", torch.ones(n_classes))
+
+    def parameter_groups(self, lr: float, *, lr_eq: float, lr_phase: float, lr_impulse: float) -> list[dict]:
+        """Optimiser parameter groups: the body at ``lr``; the equaliser's few log-gains, the per-class phase
+        projections and the impulse path are well conditioned and take larger steps, each at its own rate."""
+        parts = [(self.eq, lr_eq), (self.phase_proj if self.phase_inputs else None, lr_phase), (self.impulse, lr_impulse)]
+        own = [(list(m.parameters()), rate) for m, rate in parts if m is not None]
+        own = [(ps, rate) for ps, rate in own if ps]
+        ids = {id(p) for ps, _ in own for p in ps}
+        return [{"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr}] + \
+            [{"params": ps, "lr": rate} for ps, rate in own]
 
     def sample_latent(self, n: int, length: int, generator: torch.Generator | None = None,
                       device: torch.device | str = "cpu", cond: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -368,7 +364,6 @@ class ConvGenerator(nn.Module):
 class ScaleDiscriminator(nn.Module):
     """One scale of the multi-scale discriminator: strided 1D convolutions to patch logits, plus a
     projection term <embed(class, cond), h> (Miyato & Koyama) so it judges realism *for that class*."""
-
     def __init__(self, in_channels: int, width: int, n_classes: int, sn: bool) -> None:
         super().__init__()
         wrap = _sn if sn else (lambda m: m)
@@ -394,7 +389,6 @@ class ScaleDiscriminator(nn.Module):
 
 class MultiScaleDiscriminator(nn.Module):
     """Discriminators on the signal and on 2x, 4x ... average-pooled copies (HiFi-GAN's MSD)."""
-
     def __init__(self, in_channels: int, n_classes: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.scales = nn.ModuleList(
@@ -429,214 +423,12 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-# --------------------------------------------------------------------------------------------------
-# A trained generator: networks + normaliser + metadata, saved without pickle
-# --------------------------------------------------------------------------------------------------
-#: Largest array ``TrainedGenerator.sample`` returns at once; bigger requests go through ``iter_samples``.
-MAX_SAMPLE_BYTES = 2 * 1024**3
+#: knobs added after models were saved, with their identity value: loaded at it where saved weights lack them
+OPTIONAL_BUFFERS = {"impulse_gain": 1.0}
 
 
-#: Segments whose noise is drawn together from one (seed, block) generator in TrainedGenerator.sample.
-LATENT_BLOCK = 64
-
-
-class TrainedGenerator:
-    """A generator ready to sample in physical units.
-
-    Attributes: ``classes`` (labels), ``fs`` (Hz), ``channels`` (names), ``length`` (default segment
-    length in samples), ``conditions`` (label -> list of [rpm, load_hp] seen in training), ``meta``.
-    """
-
-    #: knobs added after models were saved, with their identity value: loaded at it where saved weights lack them
-    OPTIONAL_BUFFERS = {"impulse_gain": 1.0}
-
-    @classmethod
-    def with_optional_buffers(cls, module: nn.Module, weights: dict) -> dict:
-        """``weights`` plus the identity value of each knob of ``module`` that they predate (``OPTIONAL_BUFFERS``)."""
-        own = module.state_dict()
-        return {**{k: torch.full_like(own[k], v) for k, v in cls.OPTIONAL_BUFFERS.items() if k in own and k not in weights},
-                **weights}
-
-    def __init__(self, model: nn.Module, normalizer, meta: dict) -> None:
-        self.model = model.eval()
-        self.normalizer = normalizer
-        self.meta = meta
-        self.classes: list[str] = list(meta["classes"])
-        self.fs: float = float(meta["fs"])
-        self.channels: list[str] = list(meta["channels"])
-        self.length: int = int(meta["length"])
-        self.units: str = str(meta.get("units", "g"))
-        self.conditions: dict[str, list[list[float]]] = meta.get("conditions", {})
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def _check_request(self, label: str, n: int, rpm: float | None, load_hp: float | None,
-                       length: int | None) -> tuple[int, float, float, int]:
-        from vibgan.errors import VibganError
-
-        if label not in self.classes:
-            raise VibganError(f"sample: unknown label {label!r}; this generator knows {self.classes}")
-        if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
-            raise VibganError(f"sample: n must be a whole number of segments, got {n!r}")
-        n = int(n)
-        if n < 1:
-            raise VibganError(f"sample: n must be at least 1, got {n}")
-        seen = self.conditions.get(label) or [[0.0, 0.0]]
-        try:
-            rpm = float(seen[0][0] if rpm is None else rpm)
-            load_hp = float(seen[0][1] if load_hp is None else load_hp)
-            length = self.length if length is None else int(length)
-        except (TypeError, ValueError, OverflowError):
-            raise VibganError(f"sample: rpm, load_hp and length must be numbers, got rpm={rpm!r}, "
-                              f"load_hp={load_hp!r}, length={length!r}") from None
-        if not math.isfinite(rpm) or rpm < 0 or rpm > 100_000:
-            raise VibganError(f"sample: rpm must be a shaft speed in 0-100000 rpm, got {rpm!r}")
-        if not math.isfinite(load_hp) or load_hp < 0 or load_hp > 10_000:
-            raise VibganError(f"sample: load_hp must be a non-negative load in hp, got {load_hp!r}")
-        hop = getattr(self.model, "hop", None)
-        if hop is None and length != self.length:
-            raise VibganError(f"sample: this dense generator produces exactly {self.length} samples, not {length}")
-        if hop is not None and (length < hop or length % hop or length > 64 * self.length):
-            raise VibganError(
-                f"sample: length must be a multiple of {hop} between {hop} and {64 * self.length} samples, got {length}")
-        return n, rpm, load_hp, length
-
-    def iter_samples(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
-                     seed: int | None = None, length: int | None = None, batch_size: int = 64):
-        """Yield arrays (b, C, T) in physical units, n segments in all, in batches (memory stays flat)."""
-        from vibgan.errors import VibganError
-
-        n, rpm, load_hp, length = self._check_request(label, n, rpm, load_hp, length)
-        if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or int(batch_size) < 1:
-            raise VibganError(f"sample: batch_size must be a whole number >= 1, got {batch_size!r}")
-        try:
-            base = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
-            torch.Generator().manual_seed(base)
-        except (TypeError, ValueError, OverflowError, RuntimeError):
-            raise VibganError(f"sample: seed must be a whole number of at most 64 bits, got {seed!r}") from None
-        k = self.classes.index(label)
-        blocks: dict[int, tuple[torch.Tensor, ...]] = {}
-
-        def latent(a: int, b: int) -> tuple[torch.Tensor, ...]:
-            """Noise of segments a..a+b-1: segment i's comes from block i // LATENT_BLOCK, seeded by
-            (seed, block), so the output depends on the seed and the index, never on batch_size."""
-            first, last = a // LATENT_BLOCK, (a + b - 1) // LATENT_BLOCK
-            for j in range(first, last + 1):
-                if j not in blocks:
-                    g = torch.Generator(device=self.device).manual_seed((base * 1_000_003 + j) % (2**63 - 1))
-                    blocks[j] = self.model.sample_latent(LATENT_BLOCK, length, g, self.device)
-            for j in [j for j in blocks if j < first]:
-                del blocks[j]
-            parts = [blocks[j] for j in range(first, last + 1)]
-            off = a - first * LATENT_BLOCK
-            return tuple(torch.cat([p[i] for p in parts])[off: off + b] for i in range(len(parts[0])))
-
-        done = 0
-        with torch.inference_mode():
-            while done < n:
-                b = min(batch_size, n - done)
-                y = torch.full((b,), k, dtype=torch.long, device=self.device)
-                cond = torch.tensor([[rpm, load_hp]], dtype=torch.float32, device=self.device).expand(b, 2)
-                x = self.model(latent(done, b), y, cond).float()
-                x = self.normalizer.inverse(x, [label] * b) if self.normalizer is not None else x
-                yield x.cpu().numpy().astype("float32", copy=False)
-                done += b
-
-    def sample(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
-               seed: int | None = None, length: int | None = None, batch_size: int = 64):
-        """n segments of ``label`` at (rpm, load_hp): ndarray (n, C, T) float32 in physical units.
-
-        rpm and load_hp default to the first condition seen in training for that label; the same seed
-        gives the same output. Requests over 2 GiB are refused: use iter_samples or pipelines/generate.py.
-        """
-        import numpy as np
-
-        from vibgan.errors import VibganError
-
-        n, _, _, length = self._check_request(label, n, rpm, load_hp, length)
-        nbytes = n * length * len(self.channels) * 4
-        if nbytes > MAX_SAMPLE_BYTES:
-            raise VibganError(
-                f"sample: {n} x {length} samples would need {nbytes / 1024**3:.1f} GiB in memory (limit 2 GiB); "
-                "use iter_samples() or pipelines/generate.py, which write in batches")
-        return np.concatenate(list(self.iter_samples(label, n, rpm=rpm, load_hp=load_hp, seed=seed,
-                                                     length=length, batch_size=batch_size)), axis=0)
-
-    # ---- persistence: safetensors weights + JSON, no pickle -------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``generator.safetensors`` and ``generator.json`` into ``directory`` (created)."""
-        from safetensors.torch import save_file
-
-        from vibgan.data import sha256_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        wtmp, mtmp = directory / ".generator.safetensors.tmp", directory / ".generator.json.tmp"
-        try:
-            # both files are written beside the old ones and renamed into place; generator.json records the
-            # weights' sha256, so a crash between the two renames is detected at load, never silently mixed
-            save_file(weights, str(wtmp))
-            meta = dict(self.meta)
-            meta["normalizer"] = self.normalizer.to_dict() if self.normalizer is not None else None
-            meta["weights_sha256"] = sha256_file(wtmp)
-            mtmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-            for tmp in (wtmp, mtmp):
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-            os.replace(wtmp, directory / "generator.safetensors")
-            os.replace(mtmp, directory / "generator.json")
-        finally:
-            wtmp.unlink(missing_ok=True)
-            mtmp.unlink(missing_ok=True)
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> TrainedGenerator:
-        """Load a generator saved by ``save``: safetensors weights and JSON only, nothing executed."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from vibgan.config import ModelConfig, _from_dict
-        from vibgan.data import Normalizer
-        from vibgan.errors import ModelError
-
-        directory = Path(directory)
-        wpath, mpath = directory / "generator.safetensors", directory / "generator.json"
-        for p in (wpath, mpath):
-            if not p.is_file():
-                raise ModelError(f"{p}: missing; a vibgan generator directory holds generator.safetensors and generator.json")
-        try:
-            meta = json.loads(mpath.read_text(encoding="utf-8"))
-            fs = float(meta["fs"])
-            if not (math.isfinite(fs) and fs > 0):
-                raise ValueError(f"fs: expected a positive sampling rate in Hz, got {meta['fs']!r}")
-            model_cfg = _from_dict(ModelConfig, meta["model"], "model")
-            model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
-                                    length=int(meta["length"]), fs=fs, geometry=meta.get("geometry", "6205"))
-            normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
-            if not isinstance(meta.get("conditions", {}), dict):
-                raise TypeError(f"conditions: expected a table label -> [[rpm, load_hp], ...], got {meta['conditions']!r}")
-        except Exception as e:  # noqa: BLE001 (anything that fails to build from this untrusted description)
-            raise ModelError(f"{mpath}: not a valid vibgan generator description ({type(e).__name__}: {e})") from None
-        want = meta.get("weights_sha256")
-        if want is not None:
-            from vibgan.data import sha256_file
-
-            if sha256_file(wpath) != want:
-                raise ModelError(f"{wpath}: does not match {mpath.name} (weights_sha256 differs): the directory holds "
-                                 "parts of two different saves; save the generator again")
-        try:
-            weights = load_file(str(wpath), device="cpu")
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ModelError(f"{wpath}: not a readable safetensors file ({e})") from None
-        # knobs added after a model was saved take their identity value (a generator saved before model.variety
-        # had an impulse-gain knob has no such buffer): everything else must be there
-        try:
-            model.load_state_dict(cls.with_optional_buffers(model, weights), strict=True)
-        except RuntimeError as e:
-            raise ModelError(f"{wpath}: weights do not fit the architecture in {mpath.name} ({e})") from None
-        meta.pop("normalizer", None)
-        return cls(model.to(device), normalizer, meta)
+def with_optional_buffers(module: nn.Module, weights: dict) -> dict:
+    """``weights`` plus the identity value of each knob of ``module`` that they predate (``OPTIONAL_BUFFERS``)."""
+    own = module.state_dict()
+    return {**{k: torch.full_like(own[k], v) for k, v in OPTIONAL_BUFFERS.items() if k in own and k not in weights},
+            **weights}

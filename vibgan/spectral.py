@@ -13,11 +13,11 @@ import numpy as np
 import scipy.fft as sp_fft
 from scipy import signal as sps
 
-from vibgan.errors import VibganError
+from vibgan.errors import DataError, VibganError
 
-#: The in-band limit of DESIGN.md: bins with 0 < f <= IN_BAND * fs are signal; above is anti-alias roll-off.
+#: The in-band limit (docs/METRICS.md): bins with 0 < f <= IN_BAND * fs are signal; above is anti-alias roll-off.
 IN_BAND = 0.45
-#: Envelope analysis settings of DESIGN.md.
+#: Envelope analysis settings (docs/METRICS.md, metric 5).
 ENVELOPE_BAND = (2000.0, 5000.0)
 ENVELOPE_NFFT = 65536
 ENVELOPE_TOLERANCE = 0.03
@@ -25,6 +25,19 @@ ENVELOPE_RATIO = 3.0
 ENVELOPE_BASELINE = (5.0, 500.0)
 #: Threads for block-wise maths on many segments (FFTs and filters release the GIL); results do not depend on it.
 WORKERS = max(1, min(4, int(os.environ.get("VIBGAN_SPECTRAL_WORKERS", os.cpu_count() or 1))))
+
+def as_segments(x: np.ndarray, where: str) -> np.ndarray:
+    """(N, T) or (N, C, T) real array -> (N, C, T) without copying when possible."""
+    a = np.asarray(x)
+    if a.ndim == 2:
+        a = a[:, None, :]
+    if a.ndim != 3:
+        raise DataError(f"{where}: expected segments of shape (N, C, T) or (N, T), got {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise DataError(f"{where}: expected real numbers, got dtype {a.dtype}")
+    if a.shape[0] < 1 or a.shape[2] < 1:
+        raise DataError(f"{where}: expected at least one segment of at least one sample, got {a.shape}")
+    return a
 
 
 def _as_float(x: np.ndarray, name: str = "x") -> np.ndarray:
@@ -96,7 +109,7 @@ def fft_magnitude(x: np.ndarray, fs: float, *, n: int | None = None, window: str
 
 
 def psd(x: np.ndarray, fs: float, *, nperseg: int = 256, noverlap: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Welch power spectral density exactly as DESIGN.md defines it (Hann, 256/128, constant detrend, density).
+    """Welch power spectral density exactly as docs/METRICS.md defines it (Hann, 256/128, constant detrend, density).
 
     Returns freqs (F,) in Hz and P (..., F) in units^2/Hz, one PSD per leading index.
     """
@@ -204,7 +217,7 @@ def envelope_spectrum(x: np.ndarray, fs: float, *, band: tuple[float, float] | N
 def envelope_hits(x: np.ndarray, fs: float, fc: float, *, band: tuple[float, float] = ENVELOPE_BAND,
                   tolerance: float = ENVELOPE_TOLERANCE, ratio: float = ENVELOPE_RATIO,
                   baseline: tuple[float, float] = ENVELOPE_BASELINE, nfft: int = ENVELOPE_NFFT) -> np.ndarray:
-    """Per segment: does the envelope spectrum peak at ``fc`` Hz (DESIGN.md metric 5)?
+    """Per segment: does the envelope spectrum peak at ``fc`` Hz (docs/METRICS.md, metric 5)?
 
     A segment hits when the largest value within fc +/- 3 % is at least 3 x the median over 5-500 Hz.
     Multichannel input (..., C, T) is judged per channel; the result has the leading shape of x.

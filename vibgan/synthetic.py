@@ -33,8 +33,8 @@ from scipy import signal as sps
 
 from vibgan.bearing import FAULTS, BearingGeometry, characteristic_frequency, fault_frequencies
 from vibgan.bearing import geometry as _geometry
-from vibgan.data import Recording
 from vibgan.errors import VibganError
+from vibgan.recordings import Recording
 
 # ---------------------------------------------------------------------------------------------------------
 # The seed distribution: y = sin(b x + c)
@@ -92,7 +92,6 @@ class SinusoidFit(NamedTuple):
     amplitude : the free-amplitude least-squares amplitude at that b (informative; the residual does not use it).
     residual_rms : RMS of y - sin(b x + c): < 0.1 is a clean seed-distribution sinusoid.
     """
-
     b: np.ndarray
     c: np.ndarray
     amplitude: np.ndarray

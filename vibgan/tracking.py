@@ -1,21 +1,14 @@
-"""Experiment tracking and model registry: the only module that imports mlflow (lazily).
+"""Experiment tracking: the ``Tracker`` protocol training logs through, and its backends.
 
-Training takes a ``Tracker``; tests use ``MemoryTracker``; ``NullTracker`` discards everything;
-``start_run`` opens an ``MlflowTracker`` on a local sqlite store or a tracking server.
-
-Generators are logged as MLflow pyfunc models that load without unpickling anything: the
-``python_function`` flavour names ``loader_module = "vibgan.tracking"`` (imported from the installed
-package, never from the artifact) and its data is the generator directory (safetensors + JSON).
-``load_generator`` refuses model directories that hold pickle-like or code files before reading them.
-"""
+``NullTracker`` discards everything; ``MemoryTracker`` keeps it (tests); ``MlflowTracker`` logs one MLflow run
+and never raises once the run is open (buffered, retried, failures reported). ``start_run`` opens one on a local
+sqlite store or a tracking server. mlflow is imported only here, in ``vibgan.registry`` and in ``vibgan.serving``."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
-import math
 import os
 import posixpath
 import re
@@ -26,22 +19,26 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
 
+from vibgan.config import flatten, to_dict
+from vibgan.errors import TrackingError
+from vibgan.files import write_text_atomic
+from vibgan.provenance import data_provenance, environment, pip_freeze, run_tags
+from vibgan.serving import _load_pyfunc  # noqa: F401  (models logged before vibgan.serving name loader_module vibgan.tracking)
+
 DEFAULT_DB = "mlflow.db"  # the local store, in the working directory
+
+
 DEFAULT_ARTIFACTS = "mlartifacts"  # artifacts of the local store, beside the database file
+
+
 RUN_FILE = "mlflow_run.json"  # <out>/mlflow_run.json: the run id, for --resume
+
+
 FAILURES_FILE = "tracking_failures.json"  # <out>/tracking_failures.json: what could not be logged
-MODEL_ARTIFACT = "model"  # artifact path of the logged pyfunc model in a run, and <out>/mlflow_model locally
-LOADER_MODULE = "vibgan.tracking"
-CHAMPION_POLICIES = ("passed", "passed-or-first", "always", "never")
-MAX_PREDICT_VALUES = 1 << 22  # samples per /invocations request (n x C x T): ~4 M floats, ~40 MB of JSON
-# Suffixes never found in a vibgan model: pickles, torch/joblib archives, and code (.pth is also a site hook).
-UNTRUSTED_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".dill", ".cloudpickle", ".bin",
-                      ".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib")
 
 
 class Tracker(Protocol):
     """What training needs from a tracking backend."""
-
     def log_params(self, params: dict[str, Any]) -> None: ...
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
@@ -57,7 +54,6 @@ class Tracker(Protocol):
 
 class NullTracker:
     """Discards everything."""
-
     run_id: str | None = None
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -81,7 +77,6 @@ class NullTracker:
 
 class MemoryTracker:
     """Keeps everything in memory: params, metrics as (step, value) lists, artifact paths, dicts, tags."""
-
     run_id: str | None = "memory"
 
     def __init__(self) -> None:
@@ -112,9 +107,6 @@ class MemoryTracker:
         self.status = status
 
 
-# --------------------------------------------------------------------------------------------------
-# The store: where runs go, and whether it answers
-# --------------------------------------------------------------------------------------------------
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """The tracking URI to use: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``."""
     uri = (uri or "").strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
@@ -173,8 +165,6 @@ def _reason(e: BaseException) -> str:
 
 def check_store(uri: str, timeout_s: int = 5) -> None:
     """Raise TrackingError naming ``uri`` unless the tracking store answers within about ``timeout_s``."""
-    from vibgan.errors import TrackingError
-
     db = _sqlite_path(uri)
     if db is not None:
         try:
@@ -207,9 +197,6 @@ def _param_value(v: Any) -> str:
     return s if len(s) <= 6000 else s[:5990] + "...[cut]"
 
 
-# --------------------------------------------------------------------------------------------------
-# MlflowTracker
-# --------------------------------------------------------------------------------------------------
 class MlflowTracker:
     """Logs one MLflow run through ``MlflowClient``; never raises once the run is open.
 
@@ -219,7 +206,6 @@ class MlflowTracker:
     ``finish`` reports what could not be logged, as the tag ``vibgan.tracking_failures`` where the store
     answers again and always in ``<out>/tracking_failures.json``.
     """
-
     def __init__(self, tracking_uri: str, run_id: str, out_dir: str | Path | None = None, *, client=None,
                  retry_interval_s: float = 10.0, max_buffer: int = 100_000, io_retries: int = 1,
                  io_timeout_s: int = 10) -> None:
@@ -426,126 +412,6 @@ class MlflowTracker:
                   f"{redact(self.tracking_uri)}", file=sys.stderr)
 
 
-# --------------------------------------------------------------------------------------------------
-# start_run: tags, environment, provenance
-# --------------------------------------------------------------------------------------------------
-def _git(*args: str) -> str | None:
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def run_tags(cfg) -> dict[str, str]:
-    """Tags of a training run: vibgan and torch versions, git commit, host, device."""
-    import getpass
-    import platform
-    import socket
-
-    import torch
-
-    import vibgan
-
-    tags = {"vibgan.version": vibgan.__version__, "torch.version": torch.__version__,
-            "python.version": platform.python_version(), "host": socket.gethostname(),
-            "data.source": cfg.data.source, "mlflow.source.type": "LOCAL",
-            "mlflow.source.name": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"}
-    with contextlib.suppress(Exception):
-        tags["mlflow.user"] = getpass.getuser()
-    try:
-        from vibgan.train import pick_device
-
-        dev = pick_device(cfg.train.device)
-        tags["device"] = str(dev)
-        if dev.type == "cuda":
-            tags["device.name"] = torch.cuda.get_device_name(dev)
-    except Exception:  # an unavailable device is train()'s error to report, not the tracker's
-        tags["device"] = str(cfg.train.device)
-    commit = _git("rev-parse", "HEAD")
-    if commit:
-        tags["vibgan.git_commit"] = tags["mlflow.source.git.commit"] = commit
-        dirty = _git("status", "--porcelain", "--untracked-files=no")
-        tags["vibgan.git_dirty"] = "true" if dirty else "false"
-    if cfg.tracking.run_name:
-        tags["mlflow.runName"] = cfg.tracking.run_name
-    return tags
-
-
-def environment() -> dict[str, Any]:
-    """Python, platform, accelerator and key package versions."""
-    import platform
-    from importlib import metadata
-
-    import torch
-
-    pk = {}
-    for name in ("vibgan", "torch", "numpy", "scipy", "pandas", "h5py", "matplotlib", "mlflow", "safetensors",
-                 "tqdm", "pyarrow"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            pk[name] = metadata.version(name)
-    return {"python": sys.version, "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda,
-            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())], "packages": pk}
-
-
-def pip_freeze() -> str:
-    """``name==version`` of every installed distribution (from package metadata, no subprocess)."""
-    from importlib import metadata
-
-    seen = {}
-    for d in metadata.distributions():
-        name = d.metadata["Name"]
-        if name:
-            seen[name.lower()] = f"{name}=={d.version}"
-    return "\n".join(seen[k] for k in sorted(seen)) + "\n"
-
-
-
-
-def data_provenance(cfg, data) -> dict[str, Any]:
-    """Where the training data came from: source, files with sha256, split, classes, fs, conditions, and a
-    sha256 fingerprint of the exact (normalised) training signals."""
-    from vibgan.config import to_dict
-    from vibgan.data import sha256_file
-
-    d = cfg.data
-    test = max(0.0, 1.0 - d.train_fraction - d.val_fraction)
-    prov: dict[str, Any] = {
-        "source": d.source, "classes": list(data.classes), "fs_hz": float(data.fs), "channels": list(data.channels),
-        "segment_length": int(data.length), "units": data.units, "geometry": data.geometry,
-        "split": {"method": "by time inside each recording (train, validation, test)",
-                  "fractions": [round(d.train_fraction, 6), round(d.val_fraction, 6), round(test, 6)]},
-        "conditions_rpm_load_hp": data.conditions,
-    }
-    if d.source == "simulated":
-        prov["simulate"] = to_dict(cfg)["data"]["simulate"]
-    if d.source == "files":
-        prov["path"] = d.path
-    recs, files = [], {}
-    for p in data.train_parts:
-        m = p.meta
-        src = str(m.get("source", ""))
-        recs.append({"label": p.label, "source": src, "rpm": m.get("rpm"), "load_hp": m.get("load_hp"),
-                     "fault": m.get("fault"), "train_samples": int(p.samples), "seed": m.get("seed")})
-        sp = Path(src)
-        if src and src not in files and sp.is_file():
-            files[src] = {"path": src, "bytes": sp.stat().st_size, "sha256": sha256_file(sp)}
-    prov["recordings"] = recs
-    if files:
-        prov["files"] = list(files.values())
-    sig = data.signals.detach().cpu().contiguous().numpy()
-    prov["train_signals_sha256"] = hashlib.sha256(sig.tobytes()).hexdigest()
-    prov["loader"] = json.loads(json.dumps(getattr(data, "provenance", {}) or {}, default=str))
-    return prov
-
-
 def _experiment_id(client, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
@@ -571,9 +437,6 @@ def start_run(cfg, resume: bool = False, out_dir: str | Path | None = None, data
     when the store does not answer. The run id goes to ``<out>/mlflow_run.json``; ``resume=True``
     reopens that run. ``data`` (a TrainData, or a dict) is logged as ``data/provenance.json``.
     """
-    from vibgan.config import flatten, to_dict
-    from vibgan.errors import TrackingError
-
     uri = resolve_tracking_uri(cfg.tracking.uri)
     check_store(uri)
     from mlflow.tracking import MlflowClient
@@ -605,9 +468,8 @@ def start_run(cfg, resume: bool = False, out_dir: str | Path | None = None, data
     except Exception as e:
         raise TrackingError(f"tracking store {redact(uri)}: cannot open a run in experiment "
                             f"{cfg.tracking.experiment!r} ({_reason(e)})") from None
-    tmp = run_file.with_name(f".{RUN_FILE}.tmp")
-    tmp.write_text(json.dumps({"run_id": run_id, "experiment_id": exp_id, "tracking_uri": redact(uri)}, indent=2))
-    os.replace(tmp, run_file)
+    write_text_atomic(run_file, json.dumps({"run_id": run_id, "experiment_id": exp_id, "tracking_uri": redact(uri)},
+                                           indent=2))
 
     tracker = MlflowTracker(uri, run_id, out, client=client)
     tracker._logged_params = dict(logged_params)
@@ -647,508 +509,3 @@ def _reopen(client, run_file: Path, uri: str) -> tuple[str | None, dict[str, str
         print(f"warning: MLflow run {run_id} was deleted; starting a new run", file=sys.stderr)
         return None, {}
     return run_id, dict(run.data.params)
-
-
-# --------------------------------------------------------------------------------------------------
-# The generator as an MLflow pyfunc model
-# --------------------------------------------------------------------------------------------------
-REQUEST_COLUMNS = ("label", "n", "rpm", "load_hp", "seed", "length")
-
-
-def model_signature(generator):
-    """Input: one request per row (label, n, optional rpm, load_hp, seed, length); output: one row per
-    generated segment (request, label, index, rpm, load_hp, seed, signal as C lists of T floats)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Schema
-
-    inputs = Schema([ColSpec("string", "label"), ColSpec("long", "n"), ColSpec("double", "rpm", required=False),
-                     ColSpec("double", "load_hp", required=False), ColSpec("long", "seed", required=False),
-                     ColSpec("long", "length", required=False)])
-    outputs = Schema([ColSpec("long", "request"), ColSpec("string", "label"), ColSpec("long", "index"),
-                      ColSpec("double", "rpm"), ColSpec("double", "load_hp"), ColSpec("long", "seed"),
-                      ColSpec(Array(Array("float")), "signal")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def input_example(generator):
-    """Two segments of the first class at its first training condition, seed 0."""
-    import pandas as pd
-
-    label = generator.classes[0]
-    rpm, load = (generator.conditions.get(label) or [[0.0, 0.0]])[0]
-    return pd.DataFrame({"label": [label], "n": [2], "rpm": [float(rpm)], "load_hp": [float(load)], "seed": [0]})
-
-
-def _request_error(message: str) -> Exception:
-    """A VibganError that MLflow's scoring server answers with HTTP 400 and this message."""
-    from vibgan.errors import VibganError
-
-    try:
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-    except ImportError:  # pragma: no cover
-        return VibganError(message)
-
-    class RequestError(VibganError, MlflowException):
-        pass
-
-    return RequestError(message, error_code=INVALID_PARAMETER_VALUE)
-
-
-class GeneratorModel:
-    """The pyfunc wrapper ``mlflow.pyfunc.load_model`` returns for a vibgan model (through ``_load_pyfunc``)."""
-
-    def __init__(self, generator) -> None:
-        self.generator = generator
-
-    def _requests(self, model_input) -> list[dict[str, Any]]:
-        import numpy as np
-        import pandas as pd
-
-        try:
-            if isinstance(model_input, dict):
-                model_input = pd.DataFrame([model_input]) if all(np.ndim(v) == 0 for v in model_input.values()) \
-                    else pd.DataFrame(model_input)
-            elif isinstance(model_input, list):
-                model_input = pd.DataFrame(model_input)
-        except (ValueError, TypeError) as e:  # e.g. columns of different lengths
-            raise _request_error(f"predict: the request is not a table of requests with columns "
-                                 f"{list(REQUEST_COLUMNS)} ({e})") from None
-        if not isinstance(model_input, pd.DataFrame):
-            raise _request_error(f"predict: expected a DataFrame of requests with columns {list(REQUEST_COLUMNS)}, "
-                                 f"got {type(model_input).__name__}")
-        unknown = [c for c in model_input.columns if c not in REQUEST_COLUMNS]
-        missing = [c for c in ("label", "n") if c not in model_input.columns]
-        if unknown or missing:
-            raise _request_error(f"predict: columns {list(model_input.columns)}: "
-                                 + (f"missing {missing}" if missing else f"unknown {unknown}")
-                                 + "; expected label, n and optionally rpm, load_hp, seed, length")
-        if len(model_input) == 0:
-            raise _request_error("predict: no requests (the DataFrame has no rows)")
-
-        def opt(row, key, kind):
-            v = row.get(key)
-            if v is None or (np.ndim(v) == 0 and not isinstance(v, str) and pd.isna(v)):
-                return None
-            if isinstance(v, (bool, np.bool_, str, bytes)):
-                raise TypeError(key)
-            if kind is int:
-                if not math.isfinite(float(v)) or not float(v).is_integer():
-                    raise _request_error(f"predict: row {i}: {key} = {v!r}; expected a whole number")
-                return int(v)
-            return float(v)
-
-        g = self.generator
-        out, total = [], 0
-        for i, row in enumerate(model_input.to_dict(orient="records")):
-            label = row.get("label")
-            try:
-                n, rpm, load, seed, length = (opt(row, "n", int), opt(row, "rpm", float), opt(row, "load_hp", float),
-                                              opt(row, "seed", int), opt(row, "length", int))
-            except (TypeError, ValueError, OverflowError):
-                raise _request_error(f"predict: row {i}: n, rpm, load_hp, seed and length must be numbers, got "
-                                     f"{ {k: row.get(k) for k in REQUEST_COLUMNS if k in row} }") from None
-            if not isinstance(label, str):
-                raise _request_error(f"predict: row {i}: label = {label!r}; expected one of {g.classes}")
-            if n is None:
-                raise _request_error(f"predict: row {i}: n is missing; expected the number of segments")
-            if seed is not None and not 0 <= seed < 2**63:
-                raise _request_error(f"predict: row {i}: seed = {seed}; expected 0 <= seed < 2**63")
-            try:
-                n, rpm, load, length = g._check_request(label, n, rpm, load, length)
-            except Exception as e:  # VibganError from the generator's own checks
-                raise _request_error(f"predict: row {i}: {e}") from None
-            total += n * length * len(g.channels)
-            if total > MAX_PREDICT_VALUES:
-                raise _request_error(f"predict: the request asks for more than {MAX_PREDICT_VALUES} samples in all "
-                                     f"(n x channels x length); ask for fewer segments per request or use "
-                                     f"pipelines/generate.py for bulk generation")
-            if seed is None:
-                seed = int(np.random.default_rng().integers(0, 2**31 - 1))
-            out.append({"label": label, "n": n, "rpm": rpm, "load_hp": load, "seed": seed, "length": length})
-        return out
-
-    def predict(self, model_input, params: dict[str, Any] | None = None):
-        """Generate segments for each request row; returns a DataFrame with one row per segment:
-        request (row number), label, index (0..n-1), rpm, load_hp, seed, and ``signal`` (C lists of T floats,
-        in the generator's physical units). A missing seed is drawn at random and reported."""
-        import pandas as pd
-
-        rows = []
-        for r, q in enumerate(self._requests(model_input)):
-            x = self.generator.sample(q["label"], q["n"], rpm=q["rpm"], load_hp=q["load_hp"], seed=q["seed"],
-                                      length=q["length"])  # (n, C, T)
-            for j in range(x.shape[0]):
-                rows.append({"request": r, "label": q["label"], "index": j, "rpm": q["rpm"], "load_hp": q["load_hp"],
-                             "seed": q["seed"], "signal": x[j].tolist()})
-        return pd.DataFrame(rows, columns=["request", "label", "index", "rpm", "load_hp", "seed", "signal"])
-
-
-def _load_pyfunc(data_path: str) -> GeneratorModel:
-    """MLflow's entry point (``loader_module``): the generator directory inside a logged model, checked and
-    loaded from safetensors + JSON; runs on the CPU unless ``VIBGAN_SERVE_DEVICE`` says otherwise."""
-    gen_dir = Path(data_path).resolve()
-    root = next((p for p in gen_dir.parents[:3] if (p / "MLmodel").is_file()), gen_dir)  # data/generator -> model
-    return GeneratorModel(_load_checked(root, device=os.environ.get("VIBGAN_SERVE_DEVICE", "cpu")))
-
-
-def model_card(result, cfg, report=None, provenance: dict[str, Any] | None = None, *, name: str = "",
-               run_id: str | None = None) -> str:
-    """A markdown model card: what the generator is for, its data, its measured fidelity and its limits."""
-    g = result.generator
-    lines = [f"# vibgan generator{f' `{name}`' if name else ''}", "",
-             "A conditional 1D GAN that synthesises machine-vibration segments (bearing faults) in physical units.",
-             "", "## Intended use",
-             "- Augmenting small sets of fault recordings for training and testing condition-monitoring models.",
-             "- Testing signal-processing pipelines (envelope analysis, indicators) on plausible signals.",
-             "- Not a substitute for measurements when certifying a machine or a monitoring system.", "",
-             "## Model",
-             f"- classes: {', '.join(g.classes)}",
-             f"- sampling rate: {g.fs:g} Hz; channels: {', '.join(g.channels)}; segment length: {g.length} "
-             f"samples ({g.length / g.fs:.3f} s); units: {g.units}",
-             f"- architecture: {g.meta.get('model', {}).get('kind', '?')}; loss {g.meta.get('loss', '?')}; "
-             f"{result.steps} steps on {result.device} in {result.wall_s:.0f} s; seed {cfg.train.seed}",
-             f"- training conditions (rpm, load hp) per class: {json.dumps(g.conditions)}",
-             f"- vibgan {g.meta.get('vibgan_version', '?')}" + (f"; MLflow run {run_id}" if run_id else ""), "",
-             "## Data provenance"]
-    if provenance:
-        lines += [f"- source: {provenance.get('source')}" + (f" ({provenance['path']})" if provenance.get('path') else ""),
-                  f"- split: {provenance.get('split', {}).get('method', '')}, fractions "
-                  f"{provenance.get('split', {}).get('fractions')}",
-                  f"- training-signal fingerprint (sha256): {provenance.get('train_signals_sha256', '?')}"]
-        for f in provenance.get("files", [])[:50]:
-            lines.append(f"- file {f['path']}: {f['bytes']} bytes, sha256 {f['sha256']}")
-        if provenance.get("simulate"):
-            lines.append(f"- simulator settings: {json.dumps(provenance['simulate'])}")
-    else:
-        lines.append(f"- source: {cfg.data.source}" + (f" ({cfg.data.path})" if cfg.data.path else "")
-                     + f"; split by time, train fraction {cfg.data.train_fraction}")
-    lines += ["", "## Fidelity (generated vs held-out real segments)"]
-    if report is None:
-        lines.append("No fidelity report was computed for this run: judge it with pipelines/validate.py before use.")
-    else:
-        rd = report.to_dict()
-        lines.append(f"Overall: **{'PASS' if rd.get('passed') else 'does not pass every check'}** "
-                     f"(thresholds: {json.dumps(rd.get('thresholds', {}), default=str)})")
-        lines += ["", "| class | lsd_db | floor_db | nearest class | envelope hit rate (gen / real) | "
-                  "median kurtosis (gen / real) | spread ratio | C2ST accuracy | failed checks |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-
-        def fmt(v):
-            return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else "-"
-
-        for label, c in rd.get("classes", {}).items():
-            failed = [k for k, ok in (c.get("checks") or {}).items() if ok is False]
-            lines.append(f"| {label} | {fmt(c.get('lsd_db'))} | {fmt(c.get('floor_db'))} | {c.get('nearest_class')} | "
-                         f"{fmt(c.get('envelope_hit_rate'))} / {fmt(c.get('envelope_hit_rate_real'))} | "
-                         f"{fmt(c.get('kurtosis_median'))} / {fmt(c.get('kurtosis_median_real'))} | "
-                         f"{fmt(c.get('spread_ratio'))} | {fmt(c.get('c2st_accuracy'))} | "
-                         f"{', '.join(failed) if failed else ('none' if c.get('passes') else '-')} |")
-    lines += ["", "## Limits",
-              "- Conditions (rpm, load) outside those seen in training are extrapolation: check spectra before use.",
-              "- A generator trained on simulated bearings reproduces the simulator, not a real machine.",
-              "- Fidelity is measured on spectra, envelope spectra and condition indicators of one segment length; "
-              "longer segments and rare transients are not validated.",
-              "- Generated data must never be mixed silently with measurements: keep the provenance attributes.", "",
-              "## Loading", "```python",
-              "import vibgan",
-              f"g = vibgan.load_generator(\"models:/{name or 'NAME'}@champion\")",
-              f"x = g.sample(\"{g.classes[0]}\", 16, seed=0)  # (16, {len(g.channels)}, {g.length}) in {g.units}",
-              "```", ""]
-    return "\n".join(lines)
-
-
-def save_model(generator_dir: str | Path, path: str | Path, *, card: str | None = None) -> Path:
-    """Write an MLflow pyfunc model directory at ``path`` (replaced atomically) around a generator directory:
-    ``MLmodel`` (loader_module vibgan.tracking), ``generator/`` (safetensors + JSON), signature, input
-    example, requirements and ``model_card.md``. Nothing is pickled."""
-    import shutil
-
-    import mlflow
-    import mlflow.pyfunc
-
-    from vibgan.networks import TrainedGenerator
-
-    generator_dir, path = Path(generator_dir), Path(path)
-    gen = TrainedGenerator.load(generator_dir)  # a broken generator must fail here, not at serving time
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    reqs = [f"mlflow=={mlflow.__version__}", "torch>=2.2", "numpy>=1.24", "scipy>=1.10", "pandas>=2.0",
-            "safetensors>=0.4", "h5py>=3.8"]  # vibgan itself is not on an index: install it from its source tree
-    mlflow.pyfunc.save_model(
-        str(tmp), loader_module=LOADER_MODULE, data_path=str(generator_dir), signature=model_signature(gen),
-        input_example=input_example(gen), pip_requirements=reqs,
-        metadata={"vibgan_format": gen.meta.get("format"), "vibgan_version": gen.meta.get("vibgan_version"),
-                  "classes": gen.classes, "fs": gen.fs, "length": gen.length, "units": gen.units})
-    if card is not None:
-        (tmp / "model_card.md").write_text(card, encoding="utf-8")
-    _check_untrusted(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
-
-
-def _champion(policy: str, passed: bool | None, current: str | None) -> tuple[bool, str]:
-    if policy == "always":
-        return True, "champion_if=always"
-    if policy == "never":
-        return False, "champion_if=never"
-    if passed:
-        return True, "the fidelity report passes"
-    if policy == "passed-or-first" and current is None:
-        return True, ("no champion existed (champion_if=passed-or-first); the fidelity report "
-                      + ("was not computed" if passed is None else "does not pass") + ": replace it when one passes")
-    return False, "no fidelity report" if passed is None else "the fidelity report does not pass"
-
-
-def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None = None) -> str:
-    """Log the trained generator as an MLflow pyfunc model, register it, and set aliases.
-
-    Writes ``<out>/mlflow_model`` first (so nothing depends on the store), logs it as the run artifact
-    ``model``, registers a new version of ``cfg.tracking.register_name``, sets alias ``candidate`` on it
-    and ``champion`` as ``champion_if`` says: ``passed`` (default: only when ``report.passed``),
-    ``passed-or-first`` (also when the model has no champion yet), ``always`` or ``never``; ``None``
-    reads ``cfg.tracking.champion_if`` where the config has it. Returns a one-line summary such as
-    ``models:/vibgan-sim/3 (aliases: candidate, champion)``; registry failures are reported in it,
-    never raised: the generator stays in ``result.generator_dir``.
-    """
-    from vibgan.errors import ConfigError
-
-    policy = champion_if or getattr(cfg.tracking, "champion_if", None) or "passed"
-    if policy not in CHAMPION_POLICIES:
-        raise ConfigError(f"champion_if = {policy!r}; expected one of {', '.join(CHAMPION_POLICIES)}")
-    name = cfg.tracking.register_name
-    is_mlflow = isinstance(tracker, MlflowTracker)
-    run_id = tracker.run_id if is_mlflow else None
-    prov = getattr(tracker, "dicts", {}).get("data/provenance.json")
-    local = Path(result.out_dir) / "mlflow_model"
-    try:
-        save_model(result.generator_dir, local, card=model_card(result, cfg, report, prov, name=name, run_id=run_id))
-    except Exception as e:
-        return f"NOT logged as an MLflow model ({_reason(e)}); the generator is in {result.generator_dir}"
-    if not is_mlflow:
-        return f"MLflow model saved in {local} (not registered: no MLflow run)"
-    if not name:
-        tracker.log_artifact(local, MODEL_ARTIFACT)
-        return f"runs:/{run_id}/{MODEL_ARTIFACT} (not registered: tracking.register_name is empty)"
-
-    client = tracker.client
-    from mlflow.exceptions import MlflowException
-
-    passed = None if report is None else bool(report.passed)
-    try:
-        with _http_limits(2, 60):
-            tracker._flush(force=True)
-            client.log_artifacts(run_id, str(local), MODEL_ARTIFACT)
-            try:
-                client.create_registered_model(name, description="vibgan vibration-signal generators "
-                                               "(pyfunc: DataFrame of label, n, rpm, load_hp, seed -> signals)")
-            except MlflowException as e:
-                if e.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + MODEL_ARTIFACT
-            worst = max(result.lsd_db.values()) if result.lsd_db else float("nan")
-            tags = {"fidelity.passed": "unknown" if passed is None else str(passed).lower(),
-                    "train.lsd_db_max": f"{worst:.3f}", "vibgan.version": str(result.generator.meta.get("vibgan_version")),
-                    "classes": ",".join(result.generator.classes), "fs_hz": f"{result.generator.fs:g}"}
-            mv = client.create_model_version(name, source, run_id=run_id, tags=tags,
-                                             description=f"{cfg.data.source} data, {result.steps} steps; fidelity "
-                                                         f"{'passes' if passed else 'not passed' if passed is False else 'not measured'}")
-            version = str(mv.version)
-            _wait_ready(client, name, version)
-            client.set_registered_model_alias(name, "candidate", version)
-            try:
-                current = str(client.get_model_version_by_alias(name, "champion").version)
-            except MlflowException:
-                current = None
-            crown, why = _champion(policy, passed, current)
-            aliases = ["candidate"]
-            if crown:
-                client.set_registered_model_alias(name, "champion", version)
-                client.set_model_version_tag(name, version, "champion_reason", why)
-                aliases.append("champion")
-    except Exception as e:
-        tracker.failed_calls += 1
-        return (f"NOT registered as {name!r} in {redact(tracker.tracking_uri)} ({_reason(e)}); the generator is safe "
-                f"in {result.generator_dir} and {local}; register it later with "
-                f"mlflow.register_model('runs:/{run_id}/{MODEL_ARTIFACT}', '{name}') once the artifact is logged")
-    tracker.set_tags({"vibgan.registered_model": f"{name}/{version}"})
-    summary = f"models:/{name}/{version} (aliases: {', '.join(aliases)})"
-    if not crown:
-        summary += f"; not champion: {why}" + (f"; champion stays version {current}" if current else "; no champion yet")
-    elif why.startswith("no champion existed"):
-        summary += f"; champion because {why}"
-    return summary
-
-
-def _wait_ready(client, name: str, version: str, timeout_s: float = 30.0) -> None:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        status = str(client.get_model_version(name, version).status)
-        if status in ("READY", "ModelVersionStatus.READY", "1"):
-            return
-        if "FAILED" in status:
-            raise RuntimeError(f"model version {name}/{version}: registration failed ({status})")
-        time.sleep(0.5)
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading: models:/, runs:/, local directories; safetensors + JSON only
-# --------------------------------------------------------------------------------------------------
-def _check_untrusted(root: Path) -> None:
-    """Raise ModelError naming the first file in ``root`` that is pickle-like, code, or a link leaving it."""
-    from vibgan.errors import ModelError
-
-    root = Path(root)
-    real_root = root.resolve()
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            target = p.resolve()
-            if target != real_root and real_root not in target.parents:
-                raise ModelError(f"{p}: a link to {target}, outside the model directory; refused")
-        if not p.is_file():
-            continue
-        name = p.name.lower()
-        if name.endswith(UNTRUSTED_SUFFIXES) or name == "python_model.pkl":
-            raise ModelError(f"{p}: a pickle-like or code file in a model directory; vibgan models hold only "
-                             "safetensors weights and JSON/YAML/text, so this one was tampered with: refused, "
-                             "nothing was loaded")
-        if name == "generator.safetensors":
-            continue
-        with open(p, "rb") as fh:
-            head = fh.read(4)
-        if (len(head) >= 2 and head[0] == 0x80 and head[1] in (2, 3, 4, 5)) or head == b"PK\x03\x04":
-            raise ModelError(f"{p}: holds pickle or zip (torch.save) data; refused, nothing was loaded")
-
-
-def _generator_dir(root: Path) -> Path:
-    """The generator directory of a local model: ``root`` itself, or the pyfunc data of an MLflow model."""
-    import yaml
-
-    from vibgan.errors import ModelError
-
-    if (root / "generator.safetensors").exists() or (root / "generator.json").exists():
-        return root
-    mlmodel = root / "MLmodel"
-    if not mlmodel.is_file():
-        raise ModelError(f"{root}: neither a vibgan generator directory (generator.safetensors + generator.json) "
-                         "nor an MLflow model directory (MLmodel)")
-    try:
-        spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
-        flavor = spec["flavors"]["python_function"]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise ModelError(f"{mlmodel}: not a readable MLflow model description ({type(e).__name__}: {e})") from None
-    if flavor.get("loader_module") != LOADER_MODULE or "python_model" in flavor or flavor.get("code"):
-        raise ModelError(f"{mlmodel}: not a vibgan model (python_function loader_module "
-                         f"{flavor.get('loader_module')!r}, expected {LOADER_MODULE!r} with no pickled python_model "
-                         "or code); refused")
-    data = (root / str(flavor.get("data", ""))).resolve()
-    if data == root.resolve() or root.resolve() not in data.parents or not data.is_dir():
-        raise ModelError(f"{mlmodel}: python_function data {flavor.get('data')!r} is not a folder inside {root}")
-    return data
-
-
-def _check_device(device) -> None:
-    import torch
-
-    from vibgan.errors import ModelError
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ModelError(f"device {device!r}: not a torch device ({e}); use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise ModelError(f"device {device!r}: not available on this machine; use cpu")
-
-
-def _load_checked(root: Path, device: str = "cpu"):
-    from vibgan.networks import TrainedGenerator
-
-    _check_device(device)
-    root = Path(root)
-    _check_untrusted(root)
-    gen_dir = _generator_dir(root)
-    if gen_dir != root:
-        _check_untrusted(gen_dir)
-    return TrainedGenerator.load(gen_dir, device=device)
-
-
-def _resolve_models_uri(uri: str, tracking_uri: str) -> tuple[dict[str, Any], str]:
-    """Registry facts (name, version, aliases, run) of ``models:/name/version|latest`` or ``models:/name@alias``,
-    and where its files are. Resolved here with an explicit client: MLflow's own ``models:/`` download path
-    consults the process-wide registry URI, not the one it is given."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
-    from mlflow.tracking import MlflowClient
-
-    m = re.match(r"^models:/([^/@]+)(?:@([^/]+)|/([^/]+))/?$", uri)
-    if not m:
-        raise MlflowException(f"expected models:/NAME/VERSION or models:/NAME@ALIAS, got {uri!r}",
-                              error_code=INVALID_PARAMETER_VALUE)
-    name, alias, ver = m.groups()
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if alias:
-        mv = client.get_model_version_by_alias(name, alias)
-    elif ver == "latest":
-        versions = client.search_model_versions(f"name = '{name}'")
-        if not versions:
-            raise MlflowException(f"Registered Model with name={name} has no versions",
-                                  error_code=RESOURCE_DOES_NOT_EXIST)
-        mv = max(versions, key=lambda v: int(v.version))
-    else:
-        mv = client.get_model_version(name, ver)
-    info = {"name": name, "version": str(mv.version), "alias": alias,
-            "aliases": list(getattr(mv, "aliases", []) or []), "run_id": mv.run_id, "source": mv.source}
-    return info, client.get_model_version_download_uri(name, str(mv.version))
-
-
-def load_generator(uri: str | Path, device: str = "cpu", *, tracking_uri: str | None = None):
-    """Load a generator from ``models:/name/version``, ``models:/name@alias``, ``runs:/<run_id>/model``, any
-    MLflow artifact URI, or a local directory (a generator directory or an MLflow model directory).
-
-    Artifacts are downloaded to a temporary folder, checked (no pickle-like or code files), and loaded
-    from safetensors + JSON onto ``device`` (default CPU, whatever the training device was): nothing in
-    the artifact is unpickled or imported. ``tracking_uri`` defaults as in ``start_run``. The returned
-    ``TrainedGenerator`` has ``meta["source_uri"]`` and, for ``models:/`` URIs, ``meta["registry"]``.
-    """
-    from vibgan.errors import ModelError, TrackingError
-
-    text = str(uri).strip()
-    if text.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        text = unquote(urlparse(text).path)
-    is_remote = bool(re.match(r"^[A-Za-z][\w+.-]*:/", text)) and not re.match(r"^[A-Za-z]:[\\/]", text)
-    if not is_remote:
-        p = Path(text).expanduser()
-        if not p.is_dir():
-            raise ModelError(f"{text}: no such model directory, and not a models:/ or runs:/ URI")
-        gen = _load_checked(p, device=device)
-        gen.meta["source_uri"] = str(p.resolve())
-        return gen
-
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    turi = resolve_tracking_uri(tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="vibgan-model-") as tmp:
-        try:
-            with _http_limits(3, 60):
-                info, source = _resolve_models_uri(text, turi) if text.startswith("models:/") else ({}, text)
-                local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=turi,
-                                                            registry_uri=turi)
-        except MlflowException as e:
-            raise ModelError(f"{text}: not found in {redact(turi)} ({_reason(e)})") from None
-        except OSError as e:
-            raise ModelError(f"{text}: cannot be downloaded from {redact(turi)} ({_reason(e)})") from None
-        except Exception as e:  # connection errors from requests and friends
-            raise TrackingError(f"{text}: the tracking store {redact(turi)} cannot be reached ({_reason(e)})") from None
-        local = Path(local)
-        if local.is_file():
-            raise ModelError(f"{text}: is a single file ({local.name}); expected a model directory")
-        gen = _load_checked(local, device=device)
-    gen.meta["source_uri"] = text
-    if info:
-        gen.meta["registry"] = info
-    return gen

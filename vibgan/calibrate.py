@@ -1,0 +1,196 @@
+"""Post-hoc calibration of a trained generator on the training part only: the per-class equaliser
+(closed form) and the per-class variety knobs (``model.variety``), and the spectral distance used to monitor them."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vibgan import losses
+from vibgan.datasets import TrainData
+from vibgan.generator import generate
+from vibgan.losses import PSD_NPERSEG, psd_band
+
+
+@torch.no_grad()
+def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: int = 3, n_per_group: int = 32) -> None:
+    """Set the equalizer gains of ``G`` (in place) so each class's mean PSD meets the real one.
+
+    The equalizer is linear, so the correction is closed-form: add (dB_real - dB_generated) / 20 in
+    log-amplitude per frequency, a few times because the FIR window smooths the gains. Used on the EMA
+    generator, whose body lags behind the live equalizer it was trained with.
+    """
+    eq = getattr(G, "eq", None)
+    if eq is None or data.length < eq.n_fft:
+        return
+    device = data.signals.device
+    k = len(data.classes)
+    real, ry, _, _ = data.sample(64 * k, torch.Generator(device=device).manual_seed(seed + 3))
+    real_db, _ = losses.class_log_psd(real, ry, k, data.fs, nperseg=eq.n_fft)  # (K, n_fft//2 + 1)
+    n_groups = len(data.group_names)
+    g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
+    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    for i in range(iters):
+        gen = torch.Generator(device=device).manual_seed(seed + 10 + i)
+        x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)
+        fake_db, present = losses.class_log_psd(x, y, k, data.fs, nperseg=eq.n_fft)
+        step = (real_db - fake_db) * (math.log(10) / 20)
+        eq.log_gain[present] += step[present].to(eq.log_gain.dtype)
+
+
+#: calibrate_variety's grids: noise temperatures, speed-slip scales, segment-gain sizes in dB (RMS over
+#: frequency, per unit of the segment's gain latent) and impulse-path gains (used only with model.impulse_taps)
+VARIETY_GRIDS = {"temperature": (0.7, 1.0, 1.4, 2.0, 2.8), "slip_scale": (0.0, 0.25, 0.5, 1.0),
+                 "segment_gain_db": (0.0, 0.75, 1.5, 2.25, 3.0), "impulse_gain": (0.7, 1.0, 1.4, 2.0, 2.8)}
+
+
+def variety_modes(data: TrainData, seed: int, n_fft: int, n_per_class: int = 128) -> torch.Tensor:
+    """Each class's main mode of segment-to-segment spectral variation in the real training windows: the first
+    principal component of the windows' log-PSDs (``n_fft``-point Welch, in dB, minus their group's mean),
+    scaled to an RMS of 1 dB over frequency: (K, n_fft // 2 + 1). A class whose windows differ mostly in the
+    level of its fault band (an intermittent ball fault) gets that band."""
+    gen = torch.Generator(device=data.signals.device).manual_seed(seed)
+    n_groups, k = len(data.group_names), len(data.classes)
+    rec, start, y = data.draw(n_per_class * k, gen)
+    p = losses.segment_psd(data.gather(rec, start), data.fs, n_fft)  # (N, F)
+    g = data.rec_group[rec]
+    db = losses.power_db(p)
+    mean_db, _ = losses.group_mean(db, g, n_groups)
+    # deviations from the group mean (so speeds do not count as variety), in band only: like lsd_db, the mode
+    # ignores the anti-alias roll-off, where tiny powers swing by many dB; out of band the mode is zero
+    band = psd_band(data.fs, n_fft, p.device, nperseg=n_fft)
+    dev = (db - mean_db[g]).double()[:, band]  # (N, F_band)
+    modes = torch.zeros(k, p.shape[1], dtype=torch.float64, device=p.device)
+    for c in range(k):
+        d = dev[y == c]
+        if len(d) >= 2:
+            v = torch.linalg.svd(d - d.mean(dim=0), full_matrices=False).Vh[0]  # (F_band,), unit norm
+            modes[c, band] = v * math.sqrt(len(v))
+    return modes.float()
+
+
+@torch.no_grad()
+def local_spread(data: TrainData, seed: int, n_per_half: int = 64) -> torch.Tensor:
+    """Per group: the spread (docs/METRICS.md, metric 7: mean lsd_db of a window's PSD from the set's mean PSD) of the
+    windows of each half of each recording's training part, from that half's own mean, averaged: (G,) dB.
+
+    The spread of a drifting recording grows with the stretch its windows come from (docs/FIDELITY.md has a
+    CWRU example); a half is about as long as a held-out part, so this is the variety a generated set is judged
+    against. For a stationary recording it equals the spread of the whole part.
+    """
+    gen = torch.Generator(device=data.signals.device).manual_seed(seed)
+    n_rec, dev = len(data.lengths), data.signals.device
+    band = psd_band(data.fs, data.length, dev)
+    span = data.lengths - data.length + 1  # (R,) window starts in each training part
+    totals = torch.zeros(len(data.group_names), device=dev)
+    counts = torch.zeros(len(data.group_names), device=dev)
+    for half in (0, 1):
+        rec = torch.arange(n_rec, device=dev).repeat_interleave(n_per_half)
+        lo, width = span[rec] * half // 2, (span[rec] // 2).clamp(min=1)
+        start = lo + (torch.rand(len(rec), generator=gen, device=dev) * width.float()).long()
+        p = losses.segment_psd(data.gather(rec, start), data.fs, PSD_NPERSEG)  # (R * n, F)
+        mean_db, _ = losses.group_log_psd(p, rec, n_rec)  # (R, F): each recording half's own mean
+        d = losses.segment_lsd(p, mean_db, rec, band).view(n_rec, n_per_half).mean(dim=1)  # (R,)
+        totals.index_add_(0, data.rec_group, d / math.sqrt(1 - 1 / n_per_half))
+        counts.index_add_(0, data.rec_group, torch.ones_like(d))
+    return totals / counts.clamp(min=1)
+
+
+@torch.no_grad()
+def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_group: int = 48, rounds: int = 2,
+                      grids: dict[str, tuple[float, ...]] | None = None) -> dict[str, dict[str, float]]:
+    """Fit each class's variety knobs (``model.variety``, in place) on the training part: the noise temperature,
+    the speed-slip scale, the size of the segment gain along the class's main mode (``variety_modes``) and,
+    with an impulse path, the gain of its deterministic impacts against the network's noise-driven output.
+
+    Targets, per (class, speed) group of the real training windows: the spread at the time scale of a
+    held-out part (``local_spread``) and the median kurtosis. Coordinate descent over the
+    ``grids`` (default ``VARIETY_GRIDS``), ``rounds`` times: each value of one knob is tried for all classes at
+    once (the others at each class's current choice), the equaliser is calibrated for it (``calibrate_equalizer``)
+    and each class keeps its best value. The score of a class: squared log-ratios of spread and of median
+    kurtosis, the squared lsd from the training PSD in units of 1.5 dB, and small costs for moving away from
+    the trained network (so a knob moves only where the data asks for it). The same noise serves every
+    candidate. The equaliser is left as it was: calibrate it afterwards. Returns label -> the chosen values and
+    the predicted spread and kurtosis ratios and lsd_db.
+    """
+    if not getattr(G, "variety", False):
+        return {}
+    grids = {**VARIETY_GRIDS, **(grids or {})}
+    device = data.signals.device
+    k, n_groups = len(data.classes), len(data.group_names)
+    real_db, real_logk, _, _ = data.group_statistics(seed=seed + 1)  # (G, F) dB, (G,)
+    real_spread = local_spread(data, seed + 3)  # (G,) dB
+    modes = variety_modes(data, seed + 2, G.eq.n_fft).to(device)  # (K, F), 1 dB RMS
+    band = psd_band(data.fs, data.length, device)
+    g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
+    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    group_class = data.group_class.to(device)
+    base_gain = G.eq.log_gain.detach().clone()
+    db_to_log = math.log(10) / 20
+
+    def evaluate(knobs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        G.eq.log_gain.copy_(base_gain)
+        G.temperature.copy_(knobs["temperature"])
+        G.slip_scale.copy_(knobs["slip_scale"])
+        G.segment_mode.copy_(modes * (knobs["segment_gain_db"] * db_to_log).unsqueeze(-1))
+        if "impulse_gain" in knobs:
+            G.impulse_gain.copy_(knobs["impulse_gain"])
+        calibrate_equalizer(G, data, seed)
+        gen = torch.Generator(device=device).manual_seed(seed + 5)
+        x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)  # (G * n, C, T)
+        p = losses.segment_psd(x, data.fs, PSD_NPERSEG)
+        fake_db, _ = losses.group_log_psd(p, g, n_groups)
+        # the distance to a mean of n segments understates the spread by about sqrt(1 - 1/n)
+        spread = losses.group_mean(losses.segment_lsd(p, fake_db, g, band).unsqueeze(-1), g, n_groups)[0][:, 0]
+        spread = spread / math.sqrt(1 - 1 / n_per_group)
+        kurt = losses.kurtosis(x).mean(dim=1).view(n_groups, n_per_group).median(dim=1).values
+        lsd = torch.sqrt(((fake_db - real_db)[:, band] ** 2).mean(dim=1))
+        r_spread, r_kurt = torch.log(spread / real_spread), torch.log(kurt) - real_logk
+        score = r_spread**2 + r_kurt**2 + (lsd / 1.5) ** 2  # (G,)
+        score = losses.group_mean(score.unsqueeze(-1), group_class, k)[0][:, 0]  # (K,) mean over a class's groups
+        cost = (0.05 * torch.log(knobs["temperature"]) ** 2 + 0.02 * (1 - knobs["slip_scale"]) ** 2
+                + 0.01 * knobs["segment_gain_db"] ** 2)
+        if "impulse_gain" in knobs:
+            cost = cost + 0.05 * torch.log(knobs["impulse_gain"]) ** 2
+        return score + cost, {"spread_ratio": r_spread.exp(), "kurtosis_ratio": r_kurt.exp(), "lsd_db": lsd}
+
+    knobs = {"temperature": torch.ones(k, device=device), "slip_scale": torch.ones(k, device=device),
+             "segment_gain_db": torch.zeros(k, device=device)}
+    if hasattr(G, "impulse_gain"):
+        knobs["impulse_gain"] = torch.ones(k, device=device)
+    else:
+        grids.pop("impulse_gain", None)
+    for _ in range(rounds):
+        for name, grid in grids.items():
+            tried = []
+            for v in grid:
+                trial = {**knobs, name: torch.full((k,), float(v), device=device)}
+                tried.append(evaluate(trial)[0])
+            best = torch.stack(tried).argmin(dim=0)  # (K,)
+            knobs[name] = torch.tensor(grid, device=device, dtype=torch.float32)[best]
+    _, stats = evaluate(knobs)
+    G.eq.log_gain.copy_(base_gain)
+    chosen: dict[str, dict[str, float]] = {}
+    for ci, label in enumerate(data.classes):
+        mine = (data.group_class == ci).nonzero().flatten().tolist()
+        chosen[label] = {**{n: float(v[ci]) for n, v in knobs.items()},
+                         "spread_ratio": float(stats["spread_ratio"][mine].mean()),
+                         "kurtosis_ratio": float(stats["kurtosis_ratio"][mine].mean()),
+                         "lsd_db": float(stats["lsd_db"][mine].max())}
+    return chosen
+
+
+@torch.no_grad()
+def evaluate_lsd(G: torch.nn.Module, data: TrainData, real_db: torch.Tensor, band: torch.Tensor, seed: int,
+                 n_per_group: int = 32) -> dict[str, float]:
+    """In-band log-spectral distance (dB) per group between fixed-noise samples and the real training PSD."""
+    device = data.signals.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    n_groups = len(data.group_names)
+    g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
+    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)
+    fake_db, _ = losses.class_log_psd(x, g, n_groups, data.fs, nperseg=PSD_NPERSEG)
+    d = torch.sqrt(((fake_db - real_db)[:, band] ** 2).mean(dim=1))
+    return {data.group_names[i]: float(d[i]) for i in range(n_groups)}

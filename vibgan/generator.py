@@ -1,0 +1,233 @@
+"""A trained generator as users see it: ``TrainedGenerator`` checks requests, samples with a seed in
+physical units, and saves / loads itself as safetensors + JSON (no pickle)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import safetensors.torch  # called through the module: tests inject a full disk by patching save_file
+import torch
+from safetensors import SafetensorError
+from torch import nn
+
+import vibgan
+from vibgan.config import Config, ModelConfig, _from_dict, to_dict
+from vibgan.errors import ModelError, VibganError
+from vibgan.files import fsync_file, sha256_file
+from vibgan.networks import build_models, with_optional_buffers
+from vibgan.normalize import Normalizer
+
+if TYPE_CHECKING:
+    from vibgan.datasets import TrainData
+
+#: Largest array ``TrainedGenerator.sample`` returns at once; bigger requests go through ``iter_samples``.
+MAX_SAMPLE_BYTES = 2 * 1024**3
+
+
+#: Segments whose noise is drawn together from one (seed, block) generator in TrainedGenerator.sample.
+LATENT_BLOCK = 64
+
+
+class TrainedGenerator:
+    """A generator ready to sample in physical units.
+
+    Attributes: ``classes`` (labels), ``fs`` (Hz), ``channels`` (names), ``length`` (default segment
+    length in samples), ``conditions`` (label -> list of [rpm, load_hp] seen in training), ``meta``.
+    """
+    def __init__(self, model: nn.Module, normalizer, meta: dict) -> None:
+        self.model = model.eval()
+        self.normalizer = normalizer
+        self.meta = meta
+        self.classes: list[str] = list(meta["classes"])
+        self.fs: float = float(meta["fs"])
+        self.channels: list[str] = list(meta["channels"])
+        self.length: int = int(meta["length"])
+        self.units: str = str(meta.get("units", "g"))
+        self.conditions: dict[str, list[list[float]]] = meta.get("conditions", {})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _check_request(self, label: str, n: int, rpm: float | None, load_hp: float | None,
+                       length: int | None) -> tuple[int, float, float, int]:
+
+        if label not in self.classes:
+            raise VibganError(f"sample: unknown label {label!r}; this generator knows {self.classes}")
+        if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
+            raise VibganError(f"sample: n must be a whole number of segments, got {n!r}")
+        n = int(n)
+        if n < 1:
+            raise VibganError(f"sample: n must be at least 1, got {n}")
+        seen = self.conditions.get(label) or [[0.0, 0.0]]
+        try:
+            rpm = float(seen[0][0] if rpm is None else rpm)
+            load_hp = float(seen[0][1] if load_hp is None else load_hp)
+            length = self.length if length is None else int(length)
+        except (TypeError, ValueError, OverflowError):
+            raise VibganError(f"sample: rpm, load_hp and length must be numbers, got rpm={rpm!r}, "
+                              f"load_hp={load_hp!r}, length={length!r}") from None
+        if not math.isfinite(rpm) or rpm < 0 or rpm > 100_000:
+            raise VibganError(f"sample: rpm must be a shaft speed in 0-100000 rpm, got {rpm!r}")
+        if not math.isfinite(load_hp) or load_hp < 0 or load_hp > 10_000:
+            raise VibganError(f"sample: load_hp must be a non-negative load in hp, got {load_hp!r}")
+        hop = getattr(self.model, "hop", None)
+        if hop is None and length != self.length:
+            raise VibganError(f"sample: this dense generator produces exactly {self.length} samples, not {length}")
+        if hop is not None and (length < hop or length % hop or length > 64 * self.length):
+            raise VibganError(
+                f"sample: length must be a multiple of {hop} between {hop} and {64 * self.length} samples, got {length}")
+        return n, rpm, load_hp, length
+
+    def iter_samples(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
+                     seed: int | None = None, length: int | None = None, batch_size: int = 64):
+        """Yield arrays (b, C, T) in physical units, n segments in all, in batches (memory stays flat)."""
+
+        n, rpm, load_hp, length = self._check_request(label, n, rpm, load_hp, length)
+        if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or int(batch_size) < 1:
+            raise VibganError(f"sample: batch_size must be a whole number >= 1, got {batch_size!r}")
+        try:
+            base = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+            torch.Generator().manual_seed(base)
+        except (TypeError, ValueError, OverflowError, RuntimeError):
+            raise VibganError(f"sample: seed must be a whole number of at most 64 bits, got {seed!r}") from None
+        k = self.classes.index(label)
+        blocks: dict[int, tuple[torch.Tensor, ...]] = {}
+
+        def latent(a: int, b: int) -> tuple[torch.Tensor, ...]:
+            """Noise of segments a..a+b-1: segment i's comes from block i // LATENT_BLOCK, seeded by
+            (seed, block), so the output depends on the seed and the index, never on batch_size."""
+            first, last = a // LATENT_BLOCK, (a + b - 1) // LATENT_BLOCK
+            for j in range(first, last + 1):
+                if j not in blocks:
+                    g = torch.Generator(device=self.device).manual_seed((base * 1_000_003 + j) % (2**63 - 1))
+                    blocks[j] = self.model.sample_latent(LATENT_BLOCK, length, g, self.device)
+            for j in [j for j in blocks if j < first]:
+                del blocks[j]
+            parts = [blocks[j] for j in range(first, last + 1)]
+            off = a - first * LATENT_BLOCK
+            return tuple(torch.cat([p[i] for p in parts])[off: off + b] for i in range(len(parts[0])))
+
+        done = 0
+        with torch.inference_mode():
+            while done < n:
+                b = min(batch_size, n - done)
+                y = torch.full((b,), k, dtype=torch.long, device=self.device)
+                cond = torch.tensor([[rpm, load_hp]], dtype=torch.float32, device=self.device).expand(b, 2)
+                x = self.model(latent(done, b), y, cond).float()
+                x = self.normalizer.inverse(x, [label] * b) if self.normalizer is not None else x
+                yield x.cpu().numpy().astype("float32", copy=False)
+                done += b
+
+    def sample(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
+               seed: int | None = None, length: int | None = None, batch_size: int = 64):
+        """n segments of ``label`` at (rpm, load_hp): ndarray (n, C, T) float32 in physical units.
+
+        rpm and load_hp default to the first condition seen in training for that label; the same seed
+        gives the same output. Requests over 2 GiB are refused: use iter_samples or pipelines/generate.py.
+        """
+
+
+        n, _, _, length = self._check_request(label, n, rpm, load_hp, length)
+        nbytes = n * length * len(self.channels) * 4
+        if nbytes > MAX_SAMPLE_BYTES:
+            raise VibganError(
+                f"sample: {n} x {length} samples would need {nbytes / 1024**3:.1f} GiB in memory (limit 2 GiB); "
+                "use iter_samples() or pipelines/generate.py, which write in batches")
+        return np.concatenate(list(self.iter_samples(label, n, rpm=rpm, load_hp=load_hp, seed=seed,
+                                                     length=length, batch_size=batch_size)), axis=0)
+
+    # ---- persistence: safetensors weights + JSON, no pickle -------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``generator.safetensors`` and ``generator.json`` into ``directory`` (created)."""
+
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        wtmp, mtmp = directory / ".generator.safetensors.tmp", directory / ".generator.json.tmp"
+        try:
+            # both files are written beside the old ones and renamed into place; generator.json records the
+            # weights' sha256, so a crash between the two renames is detected at load, never silently mixed
+            safetensors.torch.save_file(weights, str(wtmp))
+            meta = dict(self.meta)
+            meta["normalizer"] = self.normalizer.to_dict() if self.normalizer is not None else None
+            meta["weights_sha256"] = sha256_file(wtmp)
+            mtmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            for tmp in (wtmp, mtmp):
+                fsync_file(tmp)
+            os.replace(wtmp, directory / "generator.safetensors")
+            os.replace(mtmp, directory / "generator.json")
+        finally:
+            wtmp.unlink(missing_ok=True)
+            mtmp.unlink(missing_ok=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> TrainedGenerator:
+        """Load a generator saved by ``save``: safetensors weights and JSON only, nothing executed."""
+
+
+        directory = Path(directory)
+        wpath, mpath = directory / "generator.safetensors", directory / "generator.json"
+        for p in (wpath, mpath):
+            if not p.is_file():
+                raise ModelError(f"{p}: missing; a vibgan generator directory holds generator.safetensors and generator.json")
+        try:
+            meta = json.loads(mpath.read_text(encoding="utf-8"))
+            fs = float(meta["fs"])
+            if not (math.isfinite(fs) and fs > 0):
+                raise ValueError(f"fs: expected a positive sampling rate in Hz, got {meta['fs']!r}")
+            model_cfg = _from_dict(ModelConfig, meta["model"], "model")
+            model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
+                                    length=int(meta["length"]), fs=fs, geometry=meta.get("geometry", "6205"))
+            normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
+            if not isinstance(meta.get("conditions", {}), dict):
+                raise TypeError(f"conditions: expected a table label -> [[rpm, load_hp], ...], got {meta['conditions']!r}")
+        except Exception as e:  # noqa: BLE001 (anything that fails to build from this untrusted description)
+            raise ModelError(f"{mpath}: not a valid vibgan generator description ({type(e).__name__}: {e})") from None
+        want = meta.get("weights_sha256")
+        if want is not None:
+
+            if sha256_file(wpath) != want:
+                raise ModelError(f"{wpath}: does not match {mpath.name} (weights_sha256 differs): the directory holds "
+                                 "parts of two different saves; save the generator again")
+        try:
+            weights = safetensors.torch.load_file(str(wpath), device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelError(f"{wpath}: not a readable safetensors file ({e})") from None
+        # knobs added after a model was saved take their identity value (a generator saved before model.variety
+        # had an impulse-gain knob has no such buffer): everything else must be there
+        try:
+            model.load_state_dict(with_optional_buffers(model, weights), strict=True)
+        except RuntimeError as e:
+            raise ModelError(f"{wpath}: weights do not fit the architecture in {mpath.name} ({e})") from None
+        meta.pop("normalizer", None)
+        return cls(model.to(device), normalizer, meta)
+
+
+def generator_meta(cfg: Config, data: TrainData) -> dict:
+    """What a saved generator needs besides its weights (JSON-serialisable)."""
+    return {
+        "format": "vibgan-generator/1", "vibgan_version": vibgan.__version__,
+        "model": to_dict(cfg)["model"], "classes": data.classes, "fs": data.fs, "channels": data.channels,
+        "length": data.length, "units": data.units, "geometry": data.geometry, "conditions": data.conditions,
+        "seed": cfg.train.seed, "steps": cfg.train.steps, "loss": cfg.train.loss,
+    }
+
+
+#: Segments per forward pass in ``generate``: on a CPU, batches of a few dozen keep the activations in cache
+#: (docs/BENCHMARKS.md: hundreds at once are several times slower per segment)
+GENERATE_CHUNK = 32
+
+
+def generate(G: torch.nn.Module, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor,
+             chunk: int = GENERATE_CHUNK) -> torch.Tensor:
+    """G's output (B, C, T) in float32 for a latent batch of any size, computed ``chunk`` segments at a time."""
+    return torch.cat([G(tuple(part[a: a + chunk] for part in latent), y[a: a + chunk], cond[a: a + chunk]).float()
+                      for a in range(0, len(y), chunk)])
