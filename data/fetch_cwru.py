@@ -22,7 +22,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -30,11 +29,11 @@ from pathlib import Path
 
 try:
     from vibgan.cwru import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES
-    from vibgan.files import sha256_file
+    from vibgan.files import sha256_file, write_text_atomic
 except ImportError:  # run from a checkout without installing vibgan
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from vibgan.cwru import CWRU_10CLASS_0HP, CWRU_BASE_URL, CWRU_FILES
-    from vibgan.files import sha256_file
+    from vibgan.files import sha256_file, write_text_atomic
 
 DEFAULT_DEST = Path(__file__).resolve().parent / "downloads"
 MANIFEST = "manifest.json"
@@ -84,15 +83,9 @@ def read_manifest(dest: Path) -> dict:
 
 
 def write_manifest(dest: Path, manifest: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=dest)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, dest / MANIFEST)
+        write_text_atomic(dest / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise FetchError(f"{dest / MANIFEST}: cannot write ({exc})", LOCAL) from None
 
 

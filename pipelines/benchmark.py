@@ -280,10 +280,6 @@ def matmul_peak(device: str, n: int = 2048, dtype: str = "fp32", min_time_s: flo
     return {"n": n, "dtype": dtype, "best_flops": max(rates), "median_flops": float(np.median(rates)), "reps": len(rates)}
 
 
-class _Stop(Exception):
-    """Raised from the training hook once the timed steps are done (skips the final eval, plots and saving)."""
-
-
 def time_training(cfg, data, *, warmup: int, steps: int) -> dict[str, Any]:
     """Steps/s of vibgan.train.train on ``data``, timed over ``steps`` steps after ``warmup`` + 1 steps, and the
     model FLOPs of one step counted by FlopCounterMode (the step after the warm-up, excluded from the timing)."""
@@ -322,15 +318,13 @@ def time_training(cfg, data, *, warmup: int, steps: int) -> dict[str, Any]:
         elif s == warmup + 1 + steps:
             sync()
             marks["t1"], marks["c1"] = time.perf_counter(), time.process_time()
-            raise _Stop
+            state.stop = True  # the loop ends here: no final eval, calibration or saving
 
     with tempfile.TemporaryDirectory(prefix="vibgan-bench-") as tmp:
         run_cfg = dataclasses.replace(cfg, train=t_cfg, out=tmp)
         t_start = time.perf_counter()
         try:
             train(run_cfg, data, None, hooks={"after_step": hook})
-        except _Stop:
-            pass
         finally:
             if inside[0]:
                 counter.__exit__(None, None, None)

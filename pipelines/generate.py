@@ -147,12 +147,6 @@ def check_space(jobs: list[dict], channels: int, args: argparse.Namespace) -> in
     return sum(v[1] for v in need.values())
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _existing(p: Path) -> Path:
     while not p.exists() and p != p.parent:
         p = p.parent
@@ -259,6 +253,7 @@ class _ParquetOut:
 
     def __init__(self, path: Path, channels: list[str]) -> None:
         from vibgan.errors import DataError
+        from vibgan.files import umask
 
         try:
             import pyarrow as pa
@@ -270,7 +265,7 @@ class _ParquetOut:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
+        os.chmod(self.tmp, 0o666 & ~umask())  # mkstemp makes 0600; the result should look like any new file
         fields = [("label", pa.string()), ("index", pa.int64()), ("rpm", pa.float64()), ("load_hp", pa.float64())]
         fields += [(f"signal_{c}", pa.list_(pa.float32())) for c in channels]
         self.schema = pa.schema(fields)
@@ -304,13 +299,14 @@ class _WavOut:
 
     def __init__(self, path: Path, fs: float) -> None:
         from vibgan.errors import DataError
+        from vibgan.files import umask
 
         if abs(fs - round(fs)) > 1e-6:
             raise DataError(f"--wav-dir: WAV needs a whole sampling rate in Hz, the generator has {fs}")
         self.path, self.rate = path, int(round(fs))
         path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        os.chmod(self.tmp, 0o777 & ~_umask())
+        os.chmod(self.tmp, 0o777 & ~umask())
 
     def append(self, x, label: str, start: int) -> None:
         from scipy.io import wavfile

@@ -87,3 +87,28 @@ def test_flatten_and_roundtrip():
     flat = flatten(to_dict(cfg))
     assert flat["train.steps"] == cfg.train.steps and flat["data.simulate.seed"] == cfg.data.simulate.seed
     assert apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c='x'"]) == {"a": {"b": 2, "c": "x"}}
+
+
+def test_a_dict_override_merges_over_the_defaults():
+    """--set train.lambdas.kurtosis=2 on a config without [train.lambdas] changes that weight only: the spectral
+    term keeps its default weight (an override once replaced the whole table and turned it off silently)."""
+    cfg = load_config(None, ["train.lambdas.kurtosis=2.0"])
+    assert cfg.train.lambdas == {"adv": 1.0, "spectral": 1.0, "kurtosis": 2.0, "envelope": 0.0, "spread": 0.0}
+    cfg = load_config(CONFIGS / "sinusoid.toml")  # a file's table merges the same way
+    assert cfg.train.lambdas["spectral"] == 0.0 and cfg.train.lambdas["spread"] == 0.0
+
+
+def test_allowed_names_come_from_the_registries():
+    from vibgan.champion import CHAMPION_POLICIES
+    from vibgan.device import PRECISIONS
+    from vibgan.losses import ADVERSARIAL, LAMBDA_NAMES
+
+    for key, names in (("train.loss", ADVERSARIAL), ("train.precision", PRECISIONS),
+                       ("tracking.champion_if", CHAMPION_POLICIES)):
+        for name in names:
+            load_config(None, [f"{key}={name!r}"])  # every registered name is accepted
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*" + ", ".join(names)):
+            load_config(None, [f"{key}='nonsense'"])
+    assert set(LAMBDA_NAMES) == {"adv", "spectral", "kurtosis", "envelope", "spread"}
+    with pytest.raises(ConfigError, match="train.lambdas.*" + ", ".join(LAMBDA_NAMES)):
+        load_config(None, ["train.lambdas.beauty=1.0"])

@@ -463,3 +463,47 @@ def test_variety_calibration_turns_down_impacts_that_are_too_impulsive(one_torch
         assert chosen[label]["impulse_gain"] == pytest.approx(low), chosen
         assert chosen[label]["kurtosis_ratio"] < at_one[label]["kurtosis_ratio"], (at_one, chosen)
     assert torch.allclose(G.impulse_gain, torch.full((2,), low))
+
+
+def test_a_hook_stops_the_loop_with_a_flag_and_a_checkpoint_there(tmp_path):
+    stops = []
+
+    def after_step(state):
+        if state.step == 2:
+            state.stop = True
+            stops.append(state.step)
+
+    cfg = small_cfg(tmp_path, "train.steps=10", "train.checkpoint_every=5")
+    res = train(cfg, prepare_data(cfg), MemoryTracker(), hooks={"after_step": after_step})
+    assert stops == [2] and res.steps == 2 and res.stopped
+    assert res.checkpoint is not None and res.checkpoint.name == "ckpt_00000002.pt"  # resumable from there
+    assert not (tmp_path / "generator").exists()  # a stopped run exports nothing
+    resumed = train(small_cfg(tmp_path, "train.steps=3", "train.checkpoint_every=5"), prepare_data(cfg),
+                    MemoryTracker(), resume=True)
+    assert resumed.steps == 3 and not resumed.stopped
+
+
+def test_the_generator_loss_is_the_weighted_sum_of_its_logged_terms(tmp_path):
+    cfg = small_cfg(tmp_path, "train.steps=2", "train.lambdas.kurtosis=0.5", "train.lambdas.spectral=2.0")
+    tracker = MemoryTracker()
+    train(cfg, prepare_data(cfg), tracker)
+    terms = {k: [v for _, v in tracker.metrics[k]] for k in tracker.metrics if k.startswith("loss/g/")}
+    assert set(terms) == {"loss/g/adv", "loss/g/spectral", "loss/g/kurtosis"}  # zero-weight terms are absent
+    lam = cfg.train.lambdas
+    for i, total in enumerate(v for _, v in tracker.metrics["loss/g"]):
+        expected = sum(lam[k.rsplit("/", 1)[-1]] * vals[i] for k, vals in terms.items())
+        assert total == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_generator_owns_its_parameter_groups():
+    from vibgan.config import ModelConfig
+    from vibgan.networks import build_models
+
+    G, _ = build_models(ModelConfig(impulse_taps=16), n_classes=2, channels=1, length=1024, fs=12000.0)
+    groups = G.parameter_groups(1e-4, lr_eq=1e-2, lr_phase=2e-3, lr_impulse=3e-3)
+    assert [g["lr"] for g in groups] == [1e-4, 1e-2, 2e-3, 3e-3]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in G.parameters()}  # a partition
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in G.eq.parameters()}
+    mlp, _ = build_models(ModelConfig(kind="mlp"), n_classes=1, channels=1, length=64, fs=1.0)
+    assert [len(g["params"]) for g in mlp.parameter_groups(1e-3, lr_eq=1.0)] == [len(list(mlp.parameters()))]

@@ -18,10 +18,10 @@ from vibgan.recordings import (
     _h5_recording_info,
     _h5_signal_dataset,
     _is_generated_file,
-    _label_fields,
-    _reading,
     _resolve_fs,
+    label_fields,
     load,
+    reading_file,
 )
 
 CATALOG_COLUMNS = ("path", "label", "fault", "diameter_in", "rpm", "load_hp", "fs", "channels", "sensor",
@@ -48,13 +48,13 @@ def _catalog_row(p: Path) -> dict[str, Any] | None:
     if p.suffix.lower() in (".h5", ".hdf5"):
         if _is_generated_file(p):
             return None  # generated data (exchange format) is not a recording
-        with _reading(src, "HDF5 file"), h5py.File(p, "r") as f:  # metadata only: the file may exceed memory
+        with reading_file(src, "HDF5 file"), h5py.File(p, "r") as f:  # metadata only: the file may exceed memory
             info = _h5_recording_info(f, _h5_signal_dataset(f, src), src)
         fs, where = _resolve_fs(src, info["fs"], None, "HDF5 attribute 'fs'")
         rec_label = info["label"]
         meta = {"label": rec_label, "rpm": info["rpm"], "load_hp": info["load_hp"], "units": info["units"],
                 "sensor": info["names"], "fs_source": where}
-        meta.update(_label_fields(rec_label))
+        meta.update(label_fields(rec_label))
         channels, samples = info["shape"]
     else:
         rec = load(p)

@@ -74,7 +74,7 @@ class ModelConfig:
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
     impulse_taps: int = 0  # conv1d: >0 adds deterministic impacts (impulse trains at fr, FTF, BPFO, BPFI, 2 x BSF
     #                        through learned per-class impulse responses of this many taps); 0: off
-    # conv1d: per-class variety knobs, fitted at the end of training on the training part (vibgan.train.
+    # conv1d: per-class variety knobs, fitted at the end of training on the training part (vibgan.calibrate.
     # calibrate_variety): a noise temperature, a speed-slip scale, a per-segment random spectral gain along the
     # real windows' main mode of variation and, with impulse_taps, the impulse path's gain
     variety: bool = False
@@ -164,7 +164,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
-        return _from_dict(tp, value, where)
+        return dataclass_from_dict(tp, value, where)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -203,7 +203,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover
 
 
-def _from_dict(cls: type, data: dict, where: str) -> Any:
+def dataclass_from_dict(cls: type, data: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -220,7 +220,7 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
 
 def from_dict(data: dict, source: str = "config") -> Config:
     """Build a validated Config from a nested dict (as TOML or JSON gives it)."""
-    cfg = _from_dict(Config, data, "")
+    cfg = dataclass_from_dict(Config, data, "")
     check(cfg, source)
     return cfg
 
@@ -303,7 +303,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if overrides:
         data = apply_overrides(data, overrides)
     try:
-        cfg = _from_dict(Config, data, "")
+        cfg = dataclass_from_dict(Config, data, "")
     except ConfigError as e:
         raise ConfigError(f"config {source}: {e}") from None
     check(cfg, source)

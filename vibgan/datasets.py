@@ -23,12 +23,12 @@ from vibgan.catalog import load_many
 from vibgan.config import Config
 from vibgan.cwru import label_sort_key
 from vibgan.errors import ConfigError, DataError
-from vibgan.exchange import _validate_generated, process_local_h5
+from vibgan.exchange import process_local_h5, validate_generated
 from vibgan.losses import PSD_NPERSEG, psd_band
 from vibgan.normalize import Normalizer
-from vibgan.recordings import Recording, _label_fields, _reading, hdf5_recordings
+from vibgan.recordings import Recording, hdf5_recordings, label_fields, reading_file
 from vibgan.synthetic import simulate_dataset, sinusoids
-from vibgan.windows import _positive_int, split_bounds, split_by_time
+from vibgan.windows import positive_int, split_bounds, split_by_time
 
 
 def _cond_value(v: Any, src: str, name: str) -> float:
@@ -81,8 +81,8 @@ class SegmentDataset(Dataset):
     def _init_index(self, *, sources: list[str], labels: list[str], samples: list[int], chans: list[int],
                     cond: Any, fs: float, length: int, hop: int | None,
                     classes: Sequence[str] | None, normalizer: Normalizer | None, missing_cond: float | None) -> None:
-        self.length = _positive_int(length, "SegmentDataset: length")
-        self.hop = self.length if hop is None else _positive_int(hop, "SegmentDataset: hop")
+        self.length = positive_int(length, "SegmentDataset: length")
+        self.hop = self.length if hop is None else positive_int(hop, "SegmentDataset: hop")
         if len(set(chans)) != 1:
             raise DataError(f"SegmentDataset: channels: recordings differ in channel count {sorted(set(chans))}; "
                             f"load them with the same channels (e.g. channels=['DE'])")
@@ -142,9 +142,9 @@ class SegmentDataset(Dataset):
         if not p.is_file():
             raise DataError(f"{src}: file: not found")
         self = cls.__new__(cls)
-        with _reading(src, "HDF5 file"), h5py.File(p, "r") as f:
+        with reading_file(src, "HDF5 file"), h5py.File(p, "r") as f:
             if "signals" in f:
-                gen = _validate_generated(f, src, read_signals=False)
+                gen = validate_generated(f, src, read_signals=False)
                 n, c, t = gen["shape"]
                 if n == 0:
                     raise DataError(f"{src}: signals: expected at least one generated signal, got none")
@@ -241,7 +241,7 @@ class TrainData:
     lengths: torch.Tensor  # (R,) int64 samples in each training part
     rec_class: torch.Tensor  # (R,) int64
     rec_cond: torch.Tensor  # (R, 2) float32 [rpm, load_hp]
-    normalizer: Normalizer | None  # noqa: F821 (vibgan.data.Normalizer)
+    normalizer: Normalizer | None
     train_parts: list[Recording] = field(default_factory=list)  # physical units
     val_parts: list[Recording | None] = field(default_factory=list)  # None where the fraction is 0
     test_parts: list[Recording | None] = field(default_factory=list)
@@ -433,6 +433,26 @@ def prepare_data(cfg: Config) -> TrainData:
 CHUNK = 1 << 20  # samples per read in the normaliser's streaming pass
 
 
+def _streamed_class_stats(src: str, dsets: list, infos: list[dict], ends: list[int], labels: list[str],
+                          channels: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per class: the mean and standard deviation (C,) of samples 0:end of each of its datasets, in one streaming
+    pass of float64 sums (never the whole file in memory); a zero deviation becomes 1."""
+    sums = {lab: [np.zeros(channels), np.zeros(channels), 0] for lab in labels}
+    for ds, info, end in zip(dsets, infos, ends):
+        acc = sums[info["label"]]
+        for a in range(0, end, CHUNK):
+            z = min(end, a + CHUNK)
+            x = np.asarray(ds[a:z] if ds.ndim == 1 else ds[:, a:z], dtype=np.float64).reshape(channels, -1)
+            if not np.isfinite(x).all():
+                raise DataError(f"{src}: dataset {ds.name}: samples {a}:{z}: expected finite values, found NaN/Inf")
+            acc[0] += x.sum(axis=1)
+            acc[1] += (x * x).sum(axis=1)
+            acc[2] += x.shape[1]
+    mean = {lab: s[0] / s[2] for lab, s in sums.items()}
+    std = {lab: np.sqrt(np.maximum(s[1] / s[2] - mean[lab] ** 2, 0.0)) for lab, s in sums.items()}
+    return mean, {lab: np.where(v > 0, v, 1.0) for lab, v in std.items()}
+
+
 @dataclass
 class LazyTrainData(TrainData):
     """A ``TrainData`` whose training parts stay in an HDF5 file; ``gather`` reads windows on demand."""
@@ -470,10 +490,10 @@ class LazyTrainData(TrainData):
         src = str(path)
         if not Path(path).is_file():
             raise DataError(f"{src}: data.lazy needs an HDF5 recordings file (write_recordings); not found")
-        with _reading(src, "HDF5 recordings file"), h5py.File(path, "r") as f:
+        with reading_file(src, "HDF5 recordings file"), h5py.File(path, "r") as f:
             if "signals" in f:
                 raise DataError(f"{src}: this is a generated-data file; data.lazy reads recordings files "
-                                "(one (C, N) dataset per recording, see vibgan.data.write_recordings)")
+                                "(one (C, N) dataset per recording, see vibgan.exchange.write_recordings)")
             dsets, infos = (list(v) for v in zip(*hdf5_recordings(f, src, labelled=True), strict=True))
             rates = [infos[0]["fs"]]
             chans = sorted({i["shape"][0] for i in infos})
@@ -495,22 +515,8 @@ class LazyTrainData(TrainData):
                     raise DataError(f"{src}: dataset {ds.name}: training part has {b[1]} samples, shorter than one "
                                     f"segment of {length}; lower data.segment_length or use longer recordings")
                 bounds.append(b)
-            # the per-class normaliser in one streaming pass (float64 sums), never the whole file in memory
             c = chans[0]
-            sums = {lab: [np.zeros(c), np.zeros(c), 0] for lab in labels}
-            for ds, info, b in zip(dsets, infos, bounds):
-                acc = sums[info["label"]]
-                for a in range(0, int(b[1]), CHUNK):
-                    z = min(int(b[1]), a + CHUNK)
-                    x = np.asarray(ds[a:z] if ds.ndim == 1 else ds[:, a:z], dtype=np.float64).reshape(c, -1)
-                    if not np.isfinite(x).all():
-                        raise DataError(f"{src}: dataset {ds.name}: samples {a}:{z}: expected finite values, found NaN/Inf")
-                    acc[0] += x.sum(axis=1)
-                    acc[1] += (x * x).sum(axis=1)
-                    acc[2] += x.shape[1]
-            mean = {lab: s[0] / s[2] for lab, s in sums.items()}
-            std = {lab: np.sqrt(np.maximum(s[1] / s[2] - mean[lab] ** 2, 0.0)) for lab, s in sums.items()}
-            std = {lab: np.where(v > 0, v, 1.0) for lab, v in std.items()}
+            mean, std = _streamed_class_stats(src, dsets, infos, [int(b[1]) for b in bounds], labels, c)
             normalizer = Normalizer.from_dict({"per_class": True, "classes": labels,
                                                "mean": {k: v.tolist() for k, v in mean.items()},
                                                "std": {k: v.tolist() for k, v in std.items()}})
@@ -525,7 +531,7 @@ class LazyTrainData(TrainData):
                 x = np.asarray(ds[a:z] if ds.ndim == 1 else ds[:, a:z], dtype=np.float64).reshape(c, -1)
                 meta = {"label": info["label"], "rpm": info["rpm"], "load_hp": info["load_hp"],
                         "units": info["units"], "sensor": info["names"], "source": f"{src}:{ds.name}",
-                        "part": part, "offset": a, **_label_fields(info["label"])}
+                        "part": part, "offset": a, **label_fields(info["label"])}
                 return Recording(x, info["fs"], meta)
 
             for ds, info, b in zip(dsets, infos, bounds):

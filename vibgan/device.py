@@ -19,7 +19,7 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-def _check_device(device) -> None:
+def check_device(device) -> None:
 
 
     try:

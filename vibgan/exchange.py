@@ -19,8 +19,8 @@ import torch
 from vibgan.cwru import label_sort_key
 from vibgan.errors import DataError
 from vibgan.files import atomic_path
-from vibgan.recordings import Recording, _as_names, _as_text, _positive_fs, _reading
-from vibgan.windows import _positive_int
+from vibgan.recordings import Recording, as_names, as_text, positive_fs, reading_file
+from vibgan.windows import positive_int
 
 
 def process_local_h5(owner: Any, path: str) -> h5py.File:
@@ -152,9 +152,9 @@ class GeneratedWriter:
                  compression: str | None = None) -> None:
         self.path = Path(path)
         src = str(self.path)
-        self.fs = _positive_fs(fs, src, "fs")
+        self.fs = positive_fs(fs, src, "fs")
         self.channel_names = _check_channels(channels, src)
-        self.length = _positive_int(length, f"{src}: length")
+        self.length = positive_int(length, f"{src}: length")
         if provenance is not None and not isinstance(provenance, Mapping):
             raise DataError(f"{src}: provenance: expected a dict, got {type(provenance).__name__}")
         try:
@@ -307,9 +307,9 @@ def write_generated(path: str | os.PathLike, signals: Any, labels: Sequence[str]
     return Path(path)
 
 
-def _validate_generated(f: h5py.File, src: str, *, read_signals: bool) -> dict[str, Any]:
+def validate_generated(f: h5py.File, src: str, *, read_signals: bool) -> dict[str, Any]:
     fmt = f.attrs.get("format")
-    if fmt is not None and _as_text(fmt, src, "attribute 'format'") != GENERATED_FORMAT:
+    if fmt is not None and as_text(fmt, src, "attribute 'format'") != GENERATED_FORMAT:
         raise DataError(f"{src}: attribute 'format': expected {GENERATED_FORMAT!r}, got {fmt!r}")
     if "signals" not in f or not isinstance(f["signals"], h5py.Dataset):
         raise DataError(f"{src}: signals: expected a dataset 'signals' (N, C, T)")
@@ -329,8 +329,8 @@ def _validate_generated(f: h5py.File, src: str, *, read_signals: bool) -> dict[s
     labels = np.asarray([str(v) for v in lab.asstr()[()]], dtype=str) if n else np.asarray([], dtype=str)
     if "fs" not in f.attrs:
         raise DataError(f"{src}: attribute 'fs': expected the sampling rate in Hz, found none")
-    fs = _positive_fs(f.attrs["fs"], src, "attribute 'fs'")
-    units = _as_text(f.attrs["units"], src, "attribute 'units'") if "units" in f.attrs else "unknown"
+    fs = positive_fs(f.attrs["fs"], src, "attribute 'fs'")
+    units = as_text(f.attrs["units"], src, "attribute 'units'") if "units" in f.attrs else "unknown"
     conds: dict[str, np.ndarray | None] = {}
     for name in ("rpm", "load_hp"):
         if name not in f:
@@ -344,12 +344,12 @@ def _validate_generated(f: h5py.File, src: str, *, read_signals: bool) -> dict[s
         if not np.isfinite(arr).all():
             raise DataError(f"{src}: {name}: expected finite values")
         conds[name] = arr
-    channels = (_as_names(f.attrs["channels"], src, "attribute 'channels'", c) if "channels" in f.attrs
+    channels = (as_names(f.attrs["channels"], src, "attribute 'channels'", c) if "channels" in f.attrs
                 else [f"ch{i}" for i in range(c)])
     prov: dict[str, Any] = {}
     if "provenance" in f.attrs:
         try:
-            prov = json.loads(_as_text(f.attrs["provenance"], src, "attribute 'provenance'"))
+            prov = json.loads(as_text(f.attrs["provenance"], src, "attribute 'provenance'"))
         except json.JSONDecodeError:
             raise DataError(f"{src}: attribute 'provenance': expected JSON text") from None
         if not isinstance(prov, dict):
@@ -385,7 +385,7 @@ def read_generated(path: str | os.PathLike) -> GeneratedSet:
     src = str(p)
     if not p.is_file():
         raise DataError(f"{src}: file: not found")
-    with _reading(src, "generated-data HDF5 file"), h5py.File(p, "r") as f:
-        g = _validate_generated(f, src, read_signals=True)
+    with reading_file(src, "generated-data HDF5 file"), h5py.File(p, "r") as f:
+        g = validate_generated(f, src, read_signals=True)
     return GeneratedSet(signals=g["signals"], labels=g["labels"], fs=g["fs"], units=g["units"], rpm=g["rpm"],
                         load_hp=g["load_hp"], channels=g["channels"], provenance=g["provenance"], attrs=g["attrs"])

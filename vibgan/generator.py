@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 import vibgan
-from vibgan.config import Config, ModelConfig, _from_dict, to_dict
+from vibgan.config import Config, ModelConfig, dataclass_from_dict, to_dict
 from vibgan.errors import ModelError, VibganError
 from vibgan.files import fsync_file, sha256_file
 from vibgan.networks import build_models, with_optional_buffers
@@ -183,7 +183,7 @@ class TrainedGenerator:
             fs = float(meta["fs"])
             if not (math.isfinite(fs) and fs > 0):
                 raise ValueError(f"fs: expected a positive sampling rate in Hz, got {meta['fs']!r}")
-            model_cfg = _from_dict(ModelConfig, meta["model"], "model")
+            model_cfg = dataclass_from_dict(ModelConfig, meta["model"], "model")
             model, _ = build_models(model_cfg, n_classes=len(meta["classes"]), channels=len(meta["channels"]),
                                     length=int(meta["length"]), fs=fs, geometry=meta.get("geometry", "6205"))
             normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None

@@ -267,7 +267,7 @@ class ConvGenerator(nn.Module):
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
         self.variety = bool(cfg.variety) and self.eq is not None
-        if self.variety:  # identity until vibgan.train.calibrate_variety fits them to the real training windows
+        if self.variety:  # identity until vibgan.calibrate.calibrate_variety fits them to the real training windows
             # per class: a temperature on every noise input, a scale of the random speed slip (how much the speed
             # wanders from segment to segment), and the log-amplitude gain per unit of the segment's own random
             # number (the last latent) at the equaliser's frequencies; with an impulse path, its gain

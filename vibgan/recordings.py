@@ -92,7 +92,7 @@ TIME_STEP_TOLERANCE = 0.01
 
 
 @contextmanager
-def _reading(src: str, what: str) -> Iterator[None]:
+def reading_file(src: str, what: str) -> Iterator[None]:
     """Turn whatever a third-party parser raises on a corrupt file into a DataError naming the file."""
     try:
         yield
@@ -108,7 +108,7 @@ def _reading(src: str, what: str) -> Iterator[None]:
                         f"{msg})") from exc
 
 
-def _positive_fs(value: Any, src: str, field_name: str) -> float:
+def positive_fs(value: Any, src: str, field_name: str) -> float:
     try:
         fs = float(np.asarray(value, dtype=np.float64).reshape(-1)[0]) if np.size(value) == 1 else float("nan")
     except (TypeError, ValueError):
@@ -130,7 +130,7 @@ def _optional_float(value: Any, src: str, field_name: str) -> float | None:
     return float(arr.reshape(-1)[0])
 
 
-def _as_text(value: Any, src: str, field_name: str) -> str:
+def as_text(value: Any, src: str, field_name: str) -> str:
     if isinstance(value, np.ndarray):
         if value.size != 1:
             raise DataError(f"{src}: {field_name}: expected one string, got an array of shape {value.shape}")
@@ -145,9 +145,9 @@ def _as_text(value: Any, src: str, field_name: str) -> str:
     raise DataError(f"{src}: {field_name}: expected a string, got {type(value).__name__}")
 
 
-def _as_names(value: Any, src: str, field_name: str, count: int) -> list[str]:
+def as_names(value: Any, src: str, field_name: str, count: int) -> list[str]:
     arr = np.asarray(value).reshape(-1)
-    names = [_as_text(v, src, field_name) for v in arr]
+    names = [as_text(v, src, field_name) for v in arr]
     if len(names) != count or len(set(names)) != count:
         raise DataError(f"{src}: {field_name}: expected {count} distinct channel names, got {names}")
     return names
@@ -223,7 +223,7 @@ def _select(src: str, named: list[tuple[str, np.ndarray]], channels: Sequence[st
 
 def _resolve_fs(src: str, fs_file: float | None, fs_arg: float | None, where: str) -> tuple[float, str]:
     if fs_arg is not None:
-        fs_arg = _positive_fs(fs_arg, src, "fs argument")
+        fs_arg = positive_fs(fs_arg, src, "fs argument")
     if fs_file is None:
         if fs_arg is None:
             raise DataError(f"{src}: fs: the file does not record a sampling rate ({where}); "
@@ -234,7 +234,7 @@ def _resolve_fs(src: str, fs_file: float | None, fs_arg: float | None, where: st
     return fs_file, where
 
 
-def _label_fields(label: str | None) -> dict[str, Any]:
+def label_fields(label: str | None) -> dict[str, Any]:
     """fault and diameter_in implied by a label: CWRU labels, or plain fault names (normal/inner/outer/ball)."""
     info = cwru_label_info(label) if label else None
     if info is not None:
@@ -254,7 +254,7 @@ def _finish(src: str, signal: np.ndarray, names: list[str], fs_file: float | Non
     label = label_file if label_file is not None else label_arg
     full = {
         "label": label,
-        **_label_fields(label),
+        **label_fields(label),
         "rpm": None,
         "load_hp": None,
         "units": "unknown",
@@ -268,7 +268,7 @@ def _finish(src: str, signal: np.ndarray, names: list[str], fs_file: float | Non
 
 def _read_npz(path: Path, src: str) -> dict[str, Any]:
     # np.load leaks its handle when the zip directory is corrupt, so the file is opened here
-    with _reading(src, "npz archive"), open(path, "rb") as fh:
+    with reading_file(src, "npz archive"), open(path, "rb") as fh:
         obj = np.load(fh, allow_pickle=False)
         if not isinstance(obj, np.lib.npyio.NpzFile):
             raise DataError(f"{src}: format: expected an .npz archive (zip of arrays), found a single .npy array")
@@ -279,16 +279,16 @@ def _read_npz(path: Path, src: str) -> dict[str, Any]:
                 if "fs" not in keys:
                     fs_file = None
                 else:
-                    fs_file = _positive_fs(obj["fs"], src, "fs")
-                names = (_as_names(obj["channels"], src, "channels", sig.shape[0]) if "channels" in keys
+                    fs_file = positive_fs(obj["fs"], src, "fs")
+                names = (as_names(obj["channels"], src, "channels", sig.shape[0]) if "channels" in keys
                          else [f"ch{i}" for i in range(sig.shape[0])])
                 meta: dict[str, Any] = {
                     "rpm": _optional_float(obj["rpm"], src, "rpm") if "rpm" in keys else None,
                     "load_hp": _optional_float(obj["load_hp"], src, "load_hp") if "load_hp" in keys else None,
                 }
                 if "units" in keys:
-                    meta["units"] = _as_text(obj["units"], src, "units")
-                label = _as_text(obj["label"], src, "label") if "label" in keys else None
+                    meta["units"] = as_text(obj["units"], src, "units")
+                label = as_text(obj["label"], src, "label") if "label" in keys else None
                 return {"named": list(zip(names, sig, strict=True)), "fs": fs_file, "where": "npz 'fs'", "label": label,
                         "meta": meta, "equal": False}
             present = [k for k in CWRU_CHANNELS if k in keys]
@@ -335,7 +335,7 @@ def _mat_variables(path: Path, src: str) -> dict[str, np.ndarray]:
         raise DataError(f"{src}: MATLAB file: empty file")
     if _is_hdf5(path):
         out: dict[str, np.ndarray] = {}
-        with _reading(src, "MATLAB v7.3 (HDF5) file"), h5py.File(path, "r") as f:
+        with reading_file(src, "MATLAB v7.3 (HDF5) file"), h5py.File(path, "r") as f:
             for key, obj in f.items():
                 if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "fiu" and obj.ndim <= 2:
                     # v7.3 stores arrays column-major: MATLAB's (N, 1) is the HDF5 dataset (1, N)
@@ -343,7 +343,7 @@ def _mat_variables(path: Path, src: str) -> dict[str, np.ndarray]:
         return out
     import scipy.io
 
-    with _reading(src, "MATLAB v5 file"), warnings.catch_warnings():
+    with reading_file(src, "MATLAB v5 file"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
     return {k: v for k, v in raw.items() if not k.startswith("__") and isinstance(v, np.ndarray)
@@ -364,7 +364,7 @@ def _read_mat(path: Path, src: str) -> dict[str, Any]:
     if not groups:
         if "signal" in variables:  # a generic MATLAB file: 'signal' (C, N) and 'fs'
             sig = _matrix(variables["signal"], src, "signal")
-            fs_file = _positive_fs(variables["fs"], src, "fs") if "fs" in variables else None
+            fs_file = positive_fs(variables["fs"], src, "fs") if "fs" in variables else None
             return {"named": [(f"ch{i}", row) for i, row in enumerate(sig)], "fs": fs_file, "where": "MATLAB 'fs'",
                     "label": None, "meta": {}, "equal": False}
         raise DataError(f"{src}: variables: expected CWRU variables like 'X105_DE_time' (or 'signal' and 'fs'), "
@@ -432,8 +432,8 @@ def _h5_recording_info(f: h5py.File, ds: h5py.Dataset, src: str) -> dict[str, An
     if shape[0] > shape[1]:
         raise DataError(f"{src}: {where}: expected (channels, samples) with fewer channels than samples, got "
                         f"{ds.shape}; store signals as (C, N)")
-    fs_ds = _positive_fs(ds.attrs["fs"], src, f"{ds.name} attribute 'fs'") if "fs" in ds.attrs else None
-    fs_f = _positive_fs(f.attrs["fs"], src, "file attribute 'fs'") if "fs" in f.attrs else None
+    fs_ds = positive_fs(ds.attrs["fs"], src, f"{ds.name} attribute 'fs'") if "fs" in ds.attrs else None
+    fs_f = positive_fs(f.attrs["fs"], src, "file attribute 'fs'") if "fs" in f.attrs else None
     if fs_ds is not None and fs_f is not None and abs(fs_ds - fs_f) > 1e-6 * fs_ds:
         raise DataError(f"{src}: fs: the dataset says {fs_ds:g} Hz but the file attribute says {fs_f:g} Hz")
     label = _h5_attr(ds, f, "label")
@@ -442,11 +442,11 @@ def _h5_recording_info(f: h5py.File, ds: h5py.Dataset, src: str) -> dict[str, An
     return {
         "shape": shape,
         "fs": fs_ds if fs_ds is not None else fs_f,
-        "label": None if label is None else _as_text(label, src, "attribute 'label'"),
+        "label": None if label is None else as_text(label, src, "attribute 'label'"),
         "rpm": _optional_float(_h5_attr(ds, f, "rpm"), src, "attribute 'rpm'"),
         "load_hp": _optional_float(_h5_attr(ds, f, "load_hp"), src, "attribute 'load_hp'"),
-        "units": "unknown" if units is None else _as_text(units, src, "attribute 'units'"),
-        "names": (_as_names(names, src, "attribute 'channels'", shape[0]) if names is not None
+        "units": "unknown" if units is None else as_text(units, src, "attribute 'units'"),
+        "names": (as_names(names, src, "attribute 'channels'", shape[0]) if names is not None
                   else [f"ch{i}" for i in range(shape[0])]),
     }
 
@@ -476,7 +476,7 @@ def _h5_signal_dataset(f: h5py.File, src: str) -> h5py.Dataset:
     found = _h5_datasets(f)
     if "signals" in found and "labels" in found:
         raise DataError(f"{src}: datasets: this is a generated-data file (exchange format: 'signals', 'labels'); "
-                        f"read it with vibgan.data.read_generated")
+                        f"read it with vibgan.exchange.read_generated")
     if len(found) != 1:
         raise DataError(f"{src}: datasets: expected a dataset named 'signal' or exactly one dataset, found "
                         f"{sorted(found) or 'none'}")
@@ -492,7 +492,7 @@ def _is_generated_file(path: Path) -> bool:
 
 
 def _read_hdf5(path: Path, src: str) -> dict[str, Any]:
-    with _reading(src, "HDF5 file"), h5py.File(path, "r") as f:
+    with reading_file(src, "HDF5 file"), h5py.File(path, "r") as f:
         ds = _h5_signal_dataset(f, src)
         info = _h5_recording_info(f, ds, src)
         sig = np.asarray(ds[()])
@@ -545,7 +545,7 @@ def _table_column(df: Any, i: int, src: str, name: str) -> np.ndarray:
 def _read_csv(path: Path, src: str) -> dict[str, Any]:
     import pandas as pd
 
-    with _reading(src, "CSV file"):
+    with reading_file(src, "CSV file"):
         df = pd.read_csv(path)
     named, fs = _frame_to_named(df, src)
     return {"named": named, "fs": fs, "where": "time column", "label": None, "meta": {}, "equal": False}
@@ -556,7 +556,7 @@ def _read_parquet(path: Path, src: str) -> dict[str, Any]:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError(f"{src}: Parquet needs pyarrow: pip install 'vibgan[parquet]'") from None
-    with _reading(src, "Parquet file"):
+    with reading_file(src, "Parquet file"):
         table = pq.read_table(path)
         md = {k.decode("utf-8", "replace"): v for k, v in (table.schema.metadata or {}).items()}
         df = table.to_pandas()
@@ -564,7 +564,7 @@ def _read_parquet(path: Path, src: str) -> dict[str, Any]:
     where = "time column"
     meta: dict[str, Any] = {}
     if "fs" in md:  # written by vibgan: schema metadata carries fs (Hz), label, rpm, load_hp, units
-        fs_md = _positive_fs(_text_float(md["fs"], src, "metadata 'fs'"), src, "metadata 'fs'")
+        fs_md = positive_fs(_text_float(md["fs"], src, "metadata 'fs'"), src, "metadata 'fs'")
         if fs is not None and abs(fs - fs_md) > 1e-6 * fs_md:
             raise DataError(f"{src}: fs: the time column gives {fs:g} Hz but metadata 'fs' says {fs_md:g} Hz")
         fs, where = fs_md, "Parquet metadata 'fs'"
@@ -572,8 +572,8 @@ def _read_parquet(path: Path, src: str) -> dict[str, Any]:
         if key in md:
             meta[key] = _text_float(md[key], src, f"metadata {key!r}")
     if "units" in md:
-        meta["units"] = _as_text(md["units"], src, "metadata 'units'")
-    label = _as_text(md["label"], src, "metadata 'label'") if "label" in md else None
+        meta["units"] = as_text(md["units"], src, "metadata 'units'")
+    label = as_text(md["label"], src, "metadata 'label'") if "label" in md else None
     return {"named": named, "fs": fs, "where": where, "label": label, "meta": meta, "equal": False}
 
 
@@ -590,7 +590,7 @@ def _text_float(raw: bytes, src: str, field_name: str) -> float:
 def _read_wav(path: Path, src: str) -> dict[str, Any]:
     import scipy.io.wavfile
 
-    with _reading(src, "WAV file"), warnings.catch_warnings(record=True) as caught:
+    with reading_file(src, "WAV file"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rate, data = scipy.io.wavfile.read(path)
     for w in caught:  # scipy returns what it could read from a truncated file, with only a warning
@@ -669,7 +669,7 @@ def load(path: str | os.PathLike, *, fs: float | None = None, channels: Sequence
         raise DataError(f"{src}: extension: expected one of {', '.join(SUPPORTED_EXTENSIONS)}, got {ext or 'none'!r}")
     if not p.is_file():
         raise DataError(f"{src}: file: not found (or not a regular file)")
-    with _reading(src, "file"):
+    with reading_file(src, "file"):
         raw = _READERS[ext](p, src)
     signal, names = _select(src, raw["named"], channels, equal_length_default=raw["equal"])
     return _finish(src, signal, names, raw["fs"], fs, raw["where"], raw["label"], label, raw["meta"])

@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlparse
 from vibgan.champion import CHAMPION_POLICIES, decide
 from vibgan.errors import ConfigError, ModelError, TrackingError
 from vibgan.generator import TrainedGenerator
-from vibgan.serving import LOADER_MODULE, _check_untrusted, _load_checked, input_example, model_signature
-from vibgan.tracking import MlflowTracker, _http_limits, _reason, redact, resolve_tracking_uri
+from vibgan.serving import LOADER_MODULE, check_untrusted, input_example, load_checked, model_signature
+from vibgan.tracking import MlflowTracker, http_limits, redact, resolve_tracking_uri, short_reason
 
 MODEL_ARTIFACT = "model"  # artifact path of the logged pyfunc model in a run, and <out>/mlflow_model locally
 
@@ -109,7 +109,7 @@ def save_model(generator_dir: str | Path, path: str | Path, *, card: str | None 
                   "classes": gen.classes, "fs": gen.fs, "length": gen.length, "units": gen.units})
     if card is not None:
         (tmp / "model_card.md").write_text(card, encoding="utf-8")
-    _check_untrusted(tmp)
+    check_untrusted(tmp)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -138,7 +138,7 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
     try:
         save_model(result.generator_dir, local, card=model_card(result, cfg, report, prov, name=name, run_id=run_id))
     except Exception as e:
-        return f"NOT logged as an MLflow model ({_reason(e)}); the generator is in {result.generator_dir}"
+        return f"NOT logged as an MLflow model ({short_reason(e)}); the generator is in {result.generator_dir}"
     if not is_mlflow:
         return f"MLflow model saved in {local} (not registered: no MLflow run)"
     if not name:
@@ -150,7 +150,7 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
 
     passed = None if report is None else bool(report.passed)
     try:
-        with _http_limits(2, 60):
+        with http_limits(2, 60):
             tracker._flush(force=True)
             client.log_artifacts(run_id, str(local), MODEL_ARTIFACT)
             try:
@@ -182,7 +182,7 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
                 aliases.append("champion")
     except Exception as e:
         tracker.failed_calls += 1
-        return (f"NOT registered as {name!r} in {redact(tracker.tracking_uri)} ({_reason(e)}); the generator is safe "
+        return (f"NOT registered as {name!r} in {redact(tracker.tracking_uri)} ({short_reason(e)}); the generator is safe "
                 f"in {result.generator_dir} and {local}; register it later with "
                 f"mlflow.register_model('runs:/{run_id}/{MODEL_ARTIFACT}', '{name}') once the artifact is logged")
     tracker.set_tags({"vibgan.registered_model": f"{name}/{version}"})
@@ -252,7 +252,7 @@ def load_generator(uri: str | Path, device: str = "cpu", *, tracking_uri: str | 
         p = Path(text).expanduser()
         if not p.is_dir():
             raise ModelError(f"{text}: no such model directory, and not a models:/ or runs:/ URI")
-        gen = _load_checked(p, device=device)
+        gen = load_checked(p, device=device)
         gen.meta["source_uri"] = str(p.resolve())
         return gen
 
@@ -262,20 +262,20 @@ def load_generator(uri: str | Path, device: str = "cpu", *, tracking_uri: str | 
     turi = resolve_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="vibgan-model-") as tmp:
         try:
-            with _http_limits(3, 60):
+            with http_limits(3, 60):
                 info, source = _resolve_models_uri(text, turi) if text.startswith("models:/") else ({}, text)
                 local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=turi,
                                                             registry_uri=turi)
         except MlflowException as e:
-            raise ModelError(f"{text}: not found in {redact(turi)} ({_reason(e)})") from None
+            raise ModelError(f"{text}: not found in {redact(turi)} ({short_reason(e)})") from None
         except OSError as e:
-            raise ModelError(f"{text}: cannot be downloaded from {redact(turi)} ({_reason(e)})") from None
+            raise ModelError(f"{text}: cannot be downloaded from {redact(turi)} ({short_reason(e)})") from None
         except Exception as e:  # connection errors from requests and friends
-            raise TrackingError(f"{text}: the tracking store {redact(turi)} cannot be reached ({_reason(e)})") from None
+            raise TrackingError(f"{text}: the tracking store {redact(turi)} cannot be reached ({short_reason(e)})") from None
         local = Path(local)
         if local.is_file():
             raise ModelError(f"{text}: is a single file ({local.name}); expected a model directory")
-        gen = _load_checked(local, device=device)
+        gen = load_checked(local, device=device)
     gen.meta["source_uri"] = text
     if info:
         gen.meta["registry"] = info

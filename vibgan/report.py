@@ -16,7 +16,7 @@ import torch
 from vibgan import spectral
 from vibgan.errors import VibganError
 from vibgan.spectral import as_segments, mean_psd
-from vibgan.validate import FidelityReport, Sets, _fmt
+from vibgan.validate import FidelityReport, Sets, format_number
 
 if TYPE_CHECKING:  # type hints only: plotting never imports the training data module
     from vibgan.datasets import TrainData
@@ -338,16 +338,16 @@ def report_html(report: FidelityReport, plots: Mapping[str, str | Path] | Sequen
     rows = []
     for lab, c in report.classes.items():
         ck = c.checks
-        hit = "-" if c.envelope_hit_rate is None else f"{c.envelope_hit_rate:.2f} / {_fmt(c.envelope_hit_rate_real)}"
+        hit = "-" if c.envelope_hit_rate is None else f"{c.envelope_hit_rate:.2f} / {format_number(c.envelope_hit_rate_real)}"
         rows.append(
             f"<tr><th>{e(lab)}</th><td>{c.n_real} / {c.n_fake}</td>"
             + cell(f"{c.lsd_db:.2f} (≤ {c.lsd_limit_db:.2f})", ck["lsd"])
-            + f"<td>{e(_fmt(c.floor_db))}</td>"
+            + f"<td>{e(format_number(c.floor_db))}</td>"
             + cell(f"{c.nearest_class} ({c.nearest_lsd_db:.2f} dB)", ck["nearest_class"])
             + cell(hit, ck["envelope"])
             + cell(f"{c.kurtosis_median:.2f} / {c.kurtosis_median_real:.2f}", ck["kurtosis"])
-            + cell(f"{_fmt(c.spread_ratio)} ({c.spread_limits[0]:.2f}-{c.spread_limits[1]:.2f})", ck["spread"])
-            + f"<td>{e(_fmt(c.c2st_accuracy))}</td><td>{e(_fmt(c.mmd_pvalue, 3))}</td>"
+            + cell(f"{format_number(c.spread_ratio)} ({c.spread_limits[0]:.2f}-{c.spread_limits[1]:.2f})", ck["spread"])
+            + f"<td>{e(format_number(c.c2st_accuracy))}</td><td>{e(format_number(c.mmd_pvalue, 3))}</td>"
             + f'<td class="{"ok" if c.passes else "bad"}">{"pass" if c.passes else "FAIL"}</td></tr>')
     expl = "".join(f"<dt>{e(k)}</dt><dd>{e(v.format(**fmt_t))}</dd>" for k, v in _EXPLANATIONS)
     figs = "".join(

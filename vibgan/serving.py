@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from vibgan.device import _check_device
+from vibgan.device import check_device
 from vibgan.errors import ModelError, VibganError
 from vibgan.generator import TrainedGenerator
 
@@ -165,10 +165,10 @@ def _load_pyfunc(data_path: str) -> GeneratorModel:
     loaded from safetensors + JSON; runs on the CPU unless ``VIBGAN_SERVE_DEVICE`` says otherwise."""
     gen_dir = Path(data_path).resolve()
     root = next((p for p in gen_dir.parents[:3] if (p / "MLmodel").is_file()), gen_dir)  # data/generator -> model
-    return GeneratorModel(_load_checked(root, device=os.environ.get("VIBGAN_SERVE_DEVICE", "cpu")))
+    return GeneratorModel(load_checked(root, device=os.environ.get("VIBGAN_SERVE_DEVICE", "cpu")))
 
 
-def _check_untrusted(root: Path) -> None:
+def check_untrusted(root: Path) -> None:
     """Raise ModelError naming the first file in ``root`` that is pickle-like, code, or a link leaving it."""
     root = Path(root)
     real_root = root.resolve()
@@ -217,12 +217,12 @@ def _generator_dir(root: Path) -> Path:
     return data
 
 
-def _load_checked(root: Path, device: str = "cpu"):
+def load_checked(root: Path, device: str = "cpu"):
 
-    _check_device(device)
+    check_device(device)
     root = Path(root)
-    _check_untrusted(root)
+    check_untrusted(root)
     gen_dir = _generator_dir(root)
     if gen_dir != root:
-        _check_untrusted(gen_dir)
+        check_untrusted(gen_dir)
     return TrainedGenerator.load(gen_dir, device=device)

@@ -318,6 +318,37 @@ def _anti_alias(x: np.ndarray, fs: float) -> np.ndarray:
     return sps.sosfiltfilt(sos, x, axis=-1)
 
 
+def _checked_inputs(fault, rpm, fs, duration, severity, load_hp, slip, channels, noise_g) -> tuple[float, ...]:
+    """simulate_bearing's numeric arguments as floats (rpm, fs, duration, severity, load_hp, slip, noise RMS);
+    a VibganError naming the argument where one is not a number in its range."""
+    if fault not in FAULTS:
+        raise VibganError(f"simulate_bearing: fault: unknown fault {fault!r}; expected one of {FAULTS}")
+    try:
+        rpm, fs, duration, severity, load_hp, slip = (float(v) for v in (rpm, fs, duration, severity, load_hp, slip))
+    except (TypeError, ValueError):
+        raise VibganError("simulate_bearing: rpm, fs, duration, severity, load_hp and slip must be numbers") from None
+    if not math.isfinite(rpm) or rpm <= 0:
+        raise VibganError(f"simulate_bearing: rpm: expected a positive shaft speed in rev/min, got {rpm!r}")
+    if not math.isfinite(fs) or fs <= 0:
+        raise VibganError(f"simulate_bearing: fs: expected a positive sampling rate in Hz, got {fs!r}")
+    if not math.isfinite(severity) or severity < 0:
+        raise VibganError(f"simulate_bearing: severity: expected a finite number >= 0, got {severity!r}")
+    if not math.isfinite(load_hp) or load_hp < 0:
+        raise VibganError(f"simulate_bearing: load_hp: expected a finite number >= 0, got {load_hp!r}")
+    if not math.isfinite(slip) or not 0 <= slip <= 0.2:
+        raise VibganError(f"simulate_bearing: slip: expected a fraction in [0, 0.2], got {slip!r}")
+    if channels not in (1, 2):
+        raise VibganError(f"simulate_bearing: channels: expected 1 (DE) or 2 (DE, FE), got {channels!r}")
+    noise = DEFAULT_NOISE_G if noise_g is None else noise_g
+    try:
+        noise = float(noise)
+    except (TypeError, ValueError):
+        raise VibganError(f"simulate_bearing: noise_g: expected an RMS level in g, got {noise_g!r}") from None
+    if not math.isfinite(noise) or noise < 0:
+        raise VibganError(f"simulate_bearing: noise_g: expected an RMS level >= 0 g, got {noise_g!r}")
+    return rpm, fs, duration, severity, load_hp, slip, noise
+
+
 def simulate_bearing(fault: str, rpm: float, fs: float, duration: float, *, severity: float = 1.0,
                      seed: int | None = None, geometry: str | BearingGeometry = "6205", load_hp: float = 0.0,
                      channels: int = 1, resonance_hz: float | Sequence[float] | None = None,
@@ -348,31 +379,8 @@ def simulate_bearing(fault: str, rpm: float, fs: float, duration: float, *, seve
     (None: simulated faults have no physical size), rpm, load_hp, sensor, units 'g', source 'simulated',
     severity, seed, geometry, fault_hz (the characteristic envelope frequency, None for normal).
     """
-    if fault not in FAULTS:
-        raise VibganError(f"simulate_bearing: fault: unknown fault {fault!r}; expected one of {FAULTS}")
-    try:
-        rpm, fs, duration, severity, load_hp, slip = (float(v) for v in (rpm, fs, duration, severity, load_hp, slip))
-    except (TypeError, ValueError):
-        raise VibganError("simulate_bearing: rpm, fs, duration, severity, load_hp and slip must be numbers") from None
-    if not math.isfinite(rpm) or rpm <= 0:
-        raise VibganError(f"simulate_bearing: rpm: expected a positive shaft speed in rev/min, got {rpm!r}")
-    if not math.isfinite(fs) or fs <= 0:
-        raise VibganError(f"simulate_bearing: fs: expected a positive sampling rate in Hz, got {fs!r}")
-    if not math.isfinite(severity) or severity < 0:
-        raise VibganError(f"simulate_bearing: severity: expected a finite number >= 0, got {severity!r}")
-    if not math.isfinite(load_hp) or load_hp < 0:
-        raise VibganError(f"simulate_bearing: load_hp: expected a finite number >= 0, got {load_hp!r}")
-    if not math.isfinite(slip) or not 0 <= slip <= 0.2:
-        raise VibganError(f"simulate_bearing: slip: expected a fraction in [0, 0.2], got {slip!r}")
-    if channels not in (1, 2):
-        raise VibganError(f"simulate_bearing: channels: expected 1 (DE) or 2 (DE, FE), got {channels!r}")
-    noise = DEFAULT_NOISE_G if noise_g is None else noise_g
-    try:
-        noise = float(noise)
-    except (TypeError, ValueError):
-        raise VibganError(f"simulate_bearing: noise_g: expected an RMS level in g, got {noise_g!r}") from None
-    if not math.isfinite(noise) or noise < 0:
-        raise VibganError(f"simulate_bearing: noise_g: expected an RMS level >= 0 g, got {noise_g!r}")
+    rpm, fs, duration, severity, load_hp, slip, noise = _checked_inputs(fault, rpm, fs, duration, severity, load_hp,
+                                                                        slip, channels, noise_g)
     geo = _geometry(geometry)
     freqs = fault_frequencies(rpm, geo)
     de_modes = _modes(resonance_hz, DE_MODES)

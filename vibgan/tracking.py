@@ -134,7 +134,7 @@ def _artifact_location(uri: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _http_limits(retries: int, timeout_s: int):
+def http_limits(retries: int, timeout_s: int):
     """Bound MLflow's HTTP retries and timeout (defaults: 7 retries with backoff, 120 s) within the block,
     and keep its artifact progress bars out of training logs."""
     names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(int(retries)), "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s)),
@@ -151,7 +151,7 @@ def _http_limits(retries: int, timeout_s: int):
                 os.environ[k] = v
 
 
-def _reason(e: BaseException) -> str:
+def short_reason(e: BaseException) -> str:
     """One short line for an exception; for network errors, the cause requests buries at the end."""
     full = str(getattr(e, "message", None) or e)
     for cause in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
@@ -174,11 +174,11 @@ def check_store(uri: str, timeout_s: int = 5) -> None:
     from mlflow.tracking import MlflowClient
 
     try:
-        with _http_limits(0, timeout_s):
+        with http_limits(0, timeout_s):
             MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
     except Exception as e:  # connection refused, DNS, timeouts, bad database: all mean "cannot track here"
         raise TrackingError(
-            f"tracking store {redact(uri)} cannot be reached ({_reason(e)}); start the server, fix --tracking-uri / "
+            f"tracking store {redact(uri)} cannot be reached ({short_reason(e)}); start the server, fix --tracking-uri / "
             "MLFLOW_TRACKING_URI / tracking.uri, or run with --no-tracking") from None
 
 
@@ -241,12 +241,12 @@ class MlflowTracker:
         from mlflow.exceptions import MlflowException
 
         try:
-            with _http_limits(self.io_retries, self.io_timeout_s):
+            with http_limits(self.io_retries, self.io_timeout_s):
                 fn(*args, **kwargs)
         except MlflowException as e:
             if e.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"):
-                self.rejected.append(f"{what}: {_reason(e)}")
-                print(f"warning: MLflow refused {what}: {_reason(e)}", file=sys.stderr)
+                self.rejected.append(f"{what}: {short_reason(e)}")
+                print(f"warning: MLflow refused {what}: {short_reason(e)}", file=sys.stderr)
                 return True  # the request is wrong, not the store: retrying would not help
             return self._failed(what, e)
         except Exception as e:  # requests/sqlalchemy/OS errors: the store is away
@@ -265,7 +265,7 @@ class MlflowTracker:
         self._next_try = now + self.retry_interval_s
         if not self._warned:
             self._warned = True
-            print(f"warning: MLflow logging failed ({what}: {_reason(e)}); training goes on, metrics are held "
+            print(f"warning: MLflow logging failed ({what}: {short_reason(e)}); training goes on, metrics are held "
                   f"(up to {self._pending.maxlen} points) and retried every {self.retry_interval_s:g} s and at the "
                   f"end, which reports what could not be logged", file=sys.stderr)
         return False
@@ -449,7 +449,7 @@ def start_run(cfg, resume: bool = False, out_dir: str | Path | None = None, data
         raise TrackingError(f"output directory {out}: cannot be created ({e.strerror or e})") from None
     run_file = out / RUN_FILE
     try:
-        with _http_limits(2, 30):
+        with http_limits(2, 30):
             exp_id = _experiment_id(client, cfg.tracking.experiment, uri)
             run_id, logged_params = None, {}
             if resume and run_file.is_file():
@@ -467,7 +467,7 @@ def start_run(cfg, resume: bool = False, out_dir: str | Path | None = None, data
         raise
     except Exception as e:
         raise TrackingError(f"tracking store {redact(uri)}: cannot open a run in experiment "
-                            f"{cfg.tracking.experiment!r} ({_reason(e)})") from None
+                            f"{cfg.tracking.experiment!r} ({short_reason(e)})") from None
     write_text_atomic(run_file, json.dumps({"run_id": run_id, "experiment_id": exp_id, "tracking_uri": redact(uri)},
                                            indent=2))
 

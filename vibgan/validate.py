@@ -184,13 +184,13 @@ class FidelityReport:
         for label, c in self.classes.items():
             ck = c.checks
             hit = "-" if c.envelope_hit_rate is None else (
-                f"{c.envelope_hit_rate:.2f} / {_fmt(c.envelope_hit_rate_real)}{mark(ck['envelope'])}")
+                f"{c.envelope_hit_rate:.2f} / {format_number(c.envelope_hit_rate_real)}{mark(ck['envelope'])}")
             failed = [k for k in CHECKS if ck.get(k) is False]
             lines.append(
                 f"| {label} | {c.n_real}/{c.n_fake} | {c.lsd_db:.2f} ({c.lsd_limit_db:.2f}){mark(ck['lsd'])} | "
-                f"{_fmt(c.floor_db)} | {c.nearest_class}{mark(ck['nearest_class'])} | {hit} | "
+                f"{format_number(c.floor_db)} | {c.nearest_class}{mark(ck['nearest_class'])} | {hit} | "
                 f"{c.kurtosis_median:.2f} / {c.kurtosis_median_real:.2f}{mark(ck['kurtosis'])} | "
-                f"{_fmt(c.spread_ratio)}{mark(ck['spread'])} | {_fmt(c.c2st_accuracy)} | {_fmt(c.mmd_pvalue)} | "
+                f"{format_number(c.spread_ratio)}{mark(ck['spread'])} | {format_number(c.c2st_accuracy)} | {format_number(c.mmd_pvalue)} | "
                 f"{'pass' if c.passes else 'FAIL: ' + ', '.join(failed)} |")
         verdict = "PASS" if self.passed else "FAIL"
         n_pass = sum(c.passes for c in self.classes.values())
@@ -204,7 +204,7 @@ class FidelityReport:
         return "\n".join(lines) + "\n"
 
 
-def _fmt(v: float | None, digits: int = 2) -> str:
+def format_number(v: float | None, digits: int = 2) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 

@@ -11,7 +11,7 @@ from vibgan.errors import DataError
 from vibgan.recordings import Recording
 
 
-def _positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
         raise DataError(f"{name}: expected a positive integer number of samples, got {value!r}")
     return int(value)
@@ -32,8 +32,8 @@ def windows(x: Recording | np.ndarray, length: int, hop: int | None = None) -> n
     """
     src = x.source if isinstance(x, Recording) else "<array>"
     arr = x.signal if isinstance(x, Recording) else np.asarray(x)
-    length = _positive_int(length, "windows: length")
-    hop = length if hop is None else _positive_int(hop, "windows: hop")
+    length = positive_int(length, "windows: length")
+    hop = length if hop is None else positive_int(hop, "windows: hop")
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
