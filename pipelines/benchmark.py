@@ -412,7 +412,7 @@ def time_validation(n_fake: int, cwru: Path | None, seed: int = 0) -> dict[str, 
 
     T, fs = 4096, 12000.0
     if cwru is not None:
-        recs = load_many(cwru, channels=["DE"])
+        recs = load_many(cwru, channels=["DE"], fs=12000.0)  # the normal baseline is 48 kHz: resampled
         source = "CWRU 0 hp, 10 classes"
     else:
         recs = [simulate_bearing(f, 1797.0, fs, 12.0, seed=i) for i, f in enumerate(("normal", "inner", "outer", "ball"))]
@@ -875,7 +875,7 @@ def run_augment(args: argparse.Namespace) -> int:
                           "(see data/README.md)")
     T = args.window
     info = machine(torch.get_num_threads())
-    recs = load_many(cwru, channels=["DE"])
+    recs = load_many(cwru, channels=["DE"], fs=12000.0)  # the normal baseline is 48 kHz: resampled
     classes = list(dict.fromkeys(r.label for r in recs))
     K = len(classes)
     fs = recs[0].fs

@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-fraction", type=float, default=0.7, help="first part of each recording: the floor")
     p.add_argument("--test-fraction", type=float, default=0.3, help="last part of each recording: held out")
     p.add_argument("--n", type=int, default=256, help="--model: generated segments per class (default 256)")
+    p.add_argument("--fs", type=float, help="resample the real recordings to this rate in Hz (resample_poly; "
+                   "default: each file's own rate, which must then agree, e.g. 12000 for the CWRU folder)")
     p.add_argument("--geometry", default="6205", help="bearing geometry for fault frequencies (default 6205)")
     p.add_argument("--no-c2st", action="store_true", help="skip the classifier two-sample test")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
@@ -73,7 +75,8 @@ def _select(rec, idx: list[int]):
 
 def _load_real(args: argparse.Namespace, channels: list[str] | None, n_channels: int | None):
     """Real recordings with one channel layout: --channels, else the first C channels (C from the generated
-    data), else every channel when all recordings agree, else the first channel name they all share."""
+    data), else every channel when all recordings agree, else the first channel name they all share; resampled
+    to --fs when given, else at their own rate."""
     from vibgan import catalog
     from vibgan.errors import DataError
 
@@ -82,7 +85,8 @@ def _load_real(args: argparse.Namespace, channels: list[str] | None, n_channels:
     path = Path(args.real)
     if not path.exists():
         raise DataError(f"--real {path}: not found")
-    recs = catalog.load_many(path if path.is_dir() else [path], channels=channels, classes=args.classes)
+    recs = catalog.load_many(path if path.is_dir() else [path], channels=channels, classes=args.classes,
+                             fs=args.fs)
     if channels is not None:
         return recs
     if n_channels is not None:

@@ -61,9 +61,9 @@ def test_parse_cwru_name_fault_file():
     assert info["fs"] == 12000 and info["fault_end"] == "DE"
 
 
-def test_parse_cwru_name_normal_is_12k_and_other_forms():
-    info = parse_cwru_name("/some/dir/1797_Normal.npz")
-    assert (info["label"], info["fault"], info["diameter_in"], info["fs"]) == ("Normal", "normal", 0.0, 12000)
+def test_parse_cwru_name_normal_is_48k_and_other_forms():
+    info = parse_cwru_name("/some/dir/1797_Normal.npz")  # CWRU recorded its normal baseline at 48 kHz only
+    assert (info["label"], info["fault"], info["diameter_in"], info["fs"]) == ("Normal", "normal", 0.0, 48000)
     o = parse_cwru_name("1772_OR@3_21_DE48.npz")
     assert (o["fault"], o["clock"], o["diameter_in"], o["fs"], o["load_hp"]) == ("outer", 3, 0.021, 48000, 1)
     b = parse_cwru_name("1730_B_28_FE12.npz")
@@ -332,16 +332,15 @@ def test_bad_files_raise_data_error(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_cwru_normal_shaft_fundamental(cwru_dir):
+def test_cwru_normal_line_read_as_the_shaft_is_the_119_75_hz_machine_line(cwru_dir):
+    """Read at 12 kHz, the normal file showed a line at 29.94 Hz that passed for the shaft (29.95 Hz): it is the
+    rig's 119.75 Hz machine line at a quarter of its frequency. At its true 48 kHz it sits at 119.75 Hz."""
     rec = load(cwru_dir / "1797_Normal.npz", channels=["DE"])
-    assert rec.fs == 12000 and rec.duration_s == pytest.approx(20.33, abs=0.01)
-    freqs, mag = fft_magnitude(rec.signal[0], rec.fs)  # full ~20 s: 0.05 Hz resolution
-    # 20-35 Hz: the recording also holds a component at 36.9 Hz (not a shaft order), twice the shaft line
-    band = (freqs >= 20) & (freqs <= 35)
-    f_peak = freqs[band][np.argmax(mag[band])]
-    assert f_peak == pytest.approx(1797 / 60, abs=0.1)
-    wide = (freqs >= 20) & (freqs <= 40)
-    assert mag[band].max() > 20 * np.median(mag[wide])
+    assert rec.fs == 48000 and rec.duration_s == pytest.approx(5.08, abs=0.01)
+    freqs, mag = fft_magnitude(rec.signal[0], rec.fs)  # 5.08 s: 0.2 Hz resolution
+    band = (freqs >= 110) & (freqs <= 130)
+    assert freqs[band][np.argmax(mag[band])] == pytest.approx(119.75, abs=0.25)
+    assert mag[band].max() > 20 * np.median(mag[band])
 
 
 def test_cwru_ir7_envelope_peaks_at_bpfi(cwru_dir):
@@ -357,15 +356,44 @@ def test_cwru_ir7_envelope_peaks_at_bpfi(cwru_dir):
 def test_cwru_catalog(cwru_dir):
     df = catalog(cwru_dir)
     assert len(df) == 10
-    assert set(df["fs"]) == {12000.0} and set(df["rpm"]) == {1797.0} and set(df["load_hp"]) == {0}
+    assert set(df["rpm"]) == {1797.0} and set(df["load_hp"]) == {0}
     assert list(df["label"]) == ["Normal", "B_7", "B_14", "B_21", "IR_7", "IR_14", "IR_21", "OR@6_7", "OR@6_14",
                                  "OR@6_21"]
+    assert list(df["fs"]) == [48000.0] + [12000.0] * 9  # the normal baseline at its true rate, the faults at 12 kHz
     normal = df.iloc[0]
-    assert normal["samples"] == 243938 and normal["duration_s"] == pytest.approx(20.33, abs=0.01)
+    assert normal["samples"] == 243938 and normal["duration_s"] == pytest.approx(5.08, abs=0.01)
     assert normal["sensor"] == "DE,FE" and normal["channels"] == 2
     assert (df["fault"].iloc[1:4] == "ball").all() and (df["diameter_in"].iloc[4:7] == [0.007, 0.014, 0.021]).all()
-    recs = load_many(cwru_dir, channels=["DE"], classes=["IR_7", "Normal"])
+    with pytest.raises(DataError, match="different sampling rates.*1797_Normal.npz.*load_many.fs"):
+        load_many(cwru_dir, channels=["DE"], classes=["IR_7", "Normal"])  # never mixed silently
+    recs = load_many(cwru_dir, channels=["DE"], classes=["IR_7", "Normal"], fs=12000.0)
     assert [r.label for r in recs] == ["Normal", "IR_7"] and all(r.channels == 1 for r in recs)
+    assert [(r.fs, r.meta.get("fs_original")) for r in recs] == [(12000.0, 48000.0), (12000.0, None)]
+    assert recs[0].samples == 60985  # 243,938 samples at 48 kHz, decimated by 4 (resample_poly, anti-aliased)
+
+
+def test_the_normal_baseline_read_at_its_rate_has_the_rigs_machine_lines(cwru_dir):
+    """Every recording of the CWRU rig carries the same narrow machine lines (the fault files' 119.75, 147.75,
+    161.75, 191.5, 360, 973.5 and 1436.75 Hz). Loaded from its true 48 kHz and resampled to 12 kHz, the normal
+    file has each of them at least 30 dB above its local floor; read at 12 kHz (the old reading, every frequency
+    a quarter of the truth) none is (measured: >= 38 dB here, <= 29.6 dB there)."""
+    from scipy.signal import periodogram
+
+    lines = (119.75, 147.75, 161.75, 191.5, 360.0, 973.5, 1436.75)
+
+    def prominence(rec, line):  # the line's peak (within 0.5 Hz) over the median of the 10 Hz around it
+        f, p = periodogram(rec.signal[0].astype(np.float64), rec.fs, window="hann")
+        near = np.abs(f - line) <= 0.5
+        return p[near].max() / np.median(p[(np.abs(f - line) <= 10) & ~near])
+
+    (normal,) = load_many(cwru_dir, channels=["DE"], classes=["Normal"], fs=12000.0)
+    (fault,) = load_many(cwru_dir, channels=["DE"], classes=["B_7"])
+    raw = load(cwru_dir / "1797_Normal.npz", channels=["DE"])
+    old = Recording(raw.signal, 12000.0, raw.meta)  # the 48 kHz samples taken for 12 kHz ones
+    for line in lines:
+        assert prominence(fault, line) > 1000, line  # the rig's line, in a 12 kHz fault file
+        assert prominence(normal, line) > 1000, f"{line} Hz: {10 * np.log10(prominence(normal, line)):.1f} dB"
+        assert prominence(old, line) < 1000, line
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -377,6 +405,38 @@ def _rec_file(d: Path, name: str, fs: float, label: str, n: int = 4000, amp: flo
     p = d / name
     np.savez(p, signal=amp * tone(n, fs=fs)[None, :], fs=np.float64(fs), label=label, rpm=rpm, load_hp=0.0)
     return p
+
+
+def test_resample_keeps_a_tone_at_its_frequency_by_an_exact_ratio():
+    from vibgan.recordings import resample, resample_ratio
+
+    t = np.arange(48000) / 48000.0
+    rec = Recording(np.sin(2 * np.pi * 1000.0 * t)[None], 48000.0, {"label": "x", "source": "tone.npz"})
+    out = resample(rec, 12000.0)
+    assert out.fs == 12000.0 and out.samples == 12000 and out.meta["fs_original"] == 48000.0
+    freqs, mag = fft_magnitude(out.signal[0], out.fs)
+    assert freqs[np.argmax(mag)] == pytest.approx(1000.0, abs=1.0)
+    assert float(np.sqrt(np.mean(out.signal[0, 100:-100] ** 2))) == pytest.approx(np.sqrt(0.5), rel=1e-3)
+    high = Recording(np.sin(2 * np.pi * 9000.0 * t)[None], 48000.0, {"label": "x"})  # above 12 kHz's Nyquist
+    assert float(np.abs(resample(high, 12000.0).signal[0, 100:-100]).max()) < 0.01  # filtered out, not aliased
+    assert resample_ratio(51200.0, 12000.0) == (15, 64) and resample(out, 12000.0) is out
+    with pytest.raises(DataError, match="no exact rational ratio"):
+        resample_ratio(12000.0, 12000.0 * np.pi)
+
+
+def test_data_fs_resamples_mixed_rates_and_without_it_names_two_files(tmp_path):
+    from vibgan.config import load_config
+    from vibgan.datasets import prepare_data
+
+    _rec_file(tmp_path, "a.npz", 12000, "IR_7", n=24000)
+    _rec_file(tmp_path, "b.npz", 48000, "Normal", n=96000)
+    base = ["data.source='files'", f"data.path={str(tmp_path)!r}", "data.segment_length=1024", "data.channels=['ch0']"]
+    with pytest.raises(DataError, match=r"different sampling rates.*12000.*a\.npz.*48000.*b\.npz.*data\.fs"):
+        prepare_data(load_config(None, base))
+    td = prepare_data(load_config(None, [*base, "data.fs=12000.0"]))
+    assert td.fs == 12000.0 and td.classes == ["Normal", "IR_7"]
+    normal = td.train_parts[0]
+    assert normal.meta["fs_original"] == 48000.0 and normal.samples == int(0.7 * 24000)
 
 
 def test_catalog_and_load_many_refuse_mixed_fs(tmp_path):

@@ -142,7 +142,7 @@ def test_default_set_is_the_10_class_0_hp_set(server, tmp_path):
     df = catalog(tmp_path)
     assert list(df["label"]) == ["Normal", "B_7", "B_14", "B_21", "IR_7", "IR_14", "IR_21", "OR@6_7", "OR@6_14",
                                  "OR@6_21"]
-    assert set(df["fs"]) == {12000.0} and set(df["load_hp"]) == {0}
+    assert list(df["fs"]) == [48000.0] + [12000.0] * 9 and set(df["load_hp"]) == {0}  # normal baseline: 48 kHz
 
 
 def test_resume_completes_a_partial_file(server, tmp_path):

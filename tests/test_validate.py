@@ -178,7 +178,7 @@ def test_report_dict_json_frame_markdown_and_html(synthetic_sets, tmp_path):
 @pytest.fixture(scope="module")
 def cwru_sets(cwru_dir):
 
-    recs = catalog.load_many(cwru_dir, channels=["DE"])
+    recs = catalog.load_many(cwru_dir, channels=["DE"], fs=FS)  # the 48 kHz normal baseline resampled to 12 kHz
     train, test = validate.real_segments(recs, 4096)
     return recs, train, test, validate.fault_frequencies(recs)
 
@@ -262,7 +262,8 @@ def test_cli_scores_a_generated_file_and_rejects_a_mismatched_one(cwru_sets, cwr
     assert rc == 2 and "fs = 48000 Hz" in err and "Traceback" not in err and err.count("\n") == 1
 
     odd = exchange.write_generated(tmp_path / "odd.h5", sig, ["IR_99"] * len(sig), FS, units="g", channels=["DE"])
-    rc = cli.main(["--real", str(cwru_dir), "--fake", str(odd), "--out", str(tmp_path / "odd"), "--no-c2st"])
+    rc = cli.main(["--real", str(cwru_dir), "--fs", "12000", "--fake", str(odd), "--out", str(tmp_path / "odd"),
+                   "--no-c2st"])  # the whole folder: its 48 kHz normal baseline resampled
     err = capsys.readouterr().err
     assert rc == 2 and "IR_99" in err and err.count("\n") == 1
 

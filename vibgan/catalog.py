@@ -22,6 +22,7 @@ from vibgan.recordings import (
     label_fields,
     load,
     reading_file,
+    resample,
 )
 
 CATALOG_COLUMNS = ("path", "label", "fault", "diameter_in", "rpm", "load_hp", "fs", "channels", "sensor",
@@ -113,7 +114,7 @@ def catalog(root: str | os.PathLike, pattern: str | None = None, *, errors: str 
 
 def load_many(root_or_paths: str | os.PathLike | Iterable[str | os.PathLike], *,
               channels: Sequence[str | int] | str | None = None, classes: Iterable[str] | None = None,
-              pattern: str | None = None, allow_mixed_fs: bool = False) -> list[Recording]:
+              pattern: str | None = None, fs: float | None = None, allow_mixed_fs: bool = False) -> list[Recording]:
     """Load every recording under a directory (recursive) or in a list of paths, sorted like ``catalog``.
 
     Parameters
@@ -122,7 +123,9 @@ def load_many(root_or_paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     channels : passed to ``load`` for every file.
     classes : keep only recordings with these labels; a class with no recording is an error.
     pattern : glob for file names when a directory is given.
-    allow_mixed_fs : recordings of different sampling rates raise a DataError unless this is True.
+    fs : resample every recording to this rate in Hz (``recordings.resample``: exact rational ratio, the
+        original rate kept in ``meta['fs_original']``); None keeps each file's own rate.
+    allow_mixed_fs : without ``fs``, recordings of different sampling rates raise a DataError unless this is True.
     """
     if isinstance(root_or_paths, (str, os.PathLike)):
         root = Path(root_or_paths)
@@ -141,12 +144,15 @@ def load_many(root_or_paths: str | os.PathLike | Iterable[str | os.PathLike], *,
             raise DataError(f"{where}: classes: no recording labelled {missing}; found "
                             f"{sorted(found, key=label_sort_key)}")
         recs = [r for r in recs if r.label in wanted]
+    if fs:
+        recs = [resample(r, fs) for r in recs]
     if not recs:
         raise DataError(f"{where}: expected at least one recording ({', '.join(SUPPORTED_EXTENSIONS)}), found none")
     rates = sorted({r.fs for r in recs})
     if len(rates) > 1 and not allow_mixed_fs:
         by_fs = {fs: [Path(r.source).name for r in recs if r.fs == fs][:3] for fs in rates}
         raise DataError(f"{where}: fs: recordings have different sampling rates {by_fs} (Hz: files); resample "
-                        f"them, load one rate at a time, or pass allow_mixed_fs=True")
+                        f"them to one rate (load_many(fs=...), data.fs in a config), load one rate at a time, or "
+                        f"pass allow_mixed_fs=True")
     recs.sort(key=lambda r: _row_key(r.label, r.meta.get("load_hp"), r.source))
     return recs

@@ -43,7 +43,10 @@ class DataConfig:
     source: str = "simulated"  # simulated | files | sinusoid
     path: str = ""  # a directory or file of recordings when source = "files"
     lazy: bool = False  # read training windows from data.path (an HDF5 recordings file) per batch, not into memory
-    fs: float = 12000.0  # Hz; for simulated data, and for files that do not carry fs
+    # Hz: every recording is resampled to this rate (resample_poly, exact ratio; the original rate stays in its
+    # meta); 0 keeps each file's own rate, and files of different rates are then an error. The simulator
+    # synthesises at this rate (12 kHz when 0).
+    fs: float = 0.0
     channels: list[str] = field(default_factory=lambda: ["DE"])
     classes: list[str] = field(default_factory=list)  # empty: every class found
     segment_length: int = 4096  # samples per training segment
@@ -323,8 +326,8 @@ def check(cfg: Config, source: str = "config") -> None:
     if d.lazy and (d.source != "files" or not d.path.lower().endswith((".h5", ".hdf5"))):
         bad("data.lazy", "true only with data.source = 'files' and data.path an HDF5 recordings file (.h5)",
             f"{d.lazy} (source {d.source!r}, path {d.path!r})")
-    if d.fs <= 0:
-        bad("data.fs", "a positive sampling rate in Hz", d.fs)
+    if d.fs < 0:
+        bad("data.fs", "a positive sampling rate in Hz (0: each file's own rate)", d.fs)
     if d.segment_length < 16:
         bad("data.segment_length", "at least 16 samples", d.segment_length)
     if not (0 < d.train_fraction <= 1) or not (0 <= d.val_fraction < 1) or d.train_fraction + d.val_fraction > 1:

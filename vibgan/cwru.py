@@ -30,6 +30,9 @@ CWRU_CHANNELS = ("DE", "FE", "BA")
 CWRU_BASE_URL = "https://engineering.case.edu/sites/default/files/{number}.mat"
 
 
+#: Sampling rate of CWRU's normal baseline recordings (97-100.mat), Hz; the drive-end fault files here are 12 kHz.
+NORMAL_FS = 48000.0
+
 _FAULT_CODES = {"B": "ball", "IR": "inner", "OR": "outer"}
 
 
@@ -82,9 +85,9 @@ class CwruFile:
 
 # Label -> file numbers at 0, 1, 2, 3 hp: the "12k Drive End Bearing Fault Data" page and the "Normal
 # Baseline Data" page. Cross-checked against three independent public transcriptions of those pages; 157 is
-# not a file (OR@12_7 runs 156, 158, 159, 160). The normal baseline is often quoted as 48 kHz; its spectrum
-# shows the shaft (29.95 Hz at 1797 rpm) only when read at 12 kHz, and it shares the 12 kHz files'
-# anti-alias roll-off, so it is listed at 12 kHz (see ../shared/data/cwru/README.md).
+# not a file (OR@12_7 runs 156, 158, 159, 160). The normal baseline is sampled at 48 kHz, like every file of
+# the "Normal Baseline Data" page: read at 48 kHz its strongest lines are the test rig's machine lines of the
+# 12 kHz fault files (119.75, 147.75, 161.75 Hz, ...); read at 12 kHz they sit at a quarter of that.
 _CWRU_12K_DE: dict[str, tuple[int, int, int, int]] = {
     "Normal": (97, 98, 99, 100),
     "IR_7": (105, 106, 107, 108),
@@ -134,7 +137,7 @@ def _build_cwru_files() -> dict[int, CwruFile]:
             normal = info["fault"] == "normal"
             table[number] = CwruFile(
                 number=number, label=label, fault=info["fault"], diameter_in=info["diameter_in"],
-                load_hp=load_hp, rpm=float(CWRU_LOAD_RPM[load_hp]), fs=12000.0,
+                load_hp=load_hp, rpm=float(CWRU_LOAD_RPM[load_hp]), fs=NORMAL_FS if normal else 12000.0,
                 fault_end=None if normal else "DE", clock=info["clock"],
                 variable=_CWRU_VARIABLE.get(number, number), dataset="normal" if normal else "12k_drive_end",
             )
@@ -183,8 +186,8 @@ def parse_cwru_name(filename: str | os.PathLike) -> dict[str, Any]:
     -------
     dict with ``rpm`` (nominal, rpm), ``load_hp`` (hp, None for an rpm outside the CWRU table), ``label``,
     ``fault``, ``diameter_in`` (in), ``clock`` (outer-race o'clock or None), ``fault_end`` ("DE"/"FE"/None) and
-    ``fs`` in Hz (12000 from "DE12"/"FE12", 48000 from "DE48"; 12000 for the normal baseline per the data
-    README; None for a fault file without the suffix).
+    ``fs`` in Hz (12000 from "DE12"/"FE12", 48000 from "DE48"; 48000 for the normal baseline, which CWRU
+    recorded at 48 kHz only; None for a fault file without the suffix).
 
     Raises
     ------
@@ -207,7 +210,7 @@ def parse_cwru_name(filename: str | os.PathLike) -> dict[str, Any]:
     if m.group("khz"):
         fs: float | None = float(m.group("khz")) * 1000.0
     elif info["fault"] == "normal":
-        fs = 12000.0
+        fs = NORMAL_FS
     else:
         fs = None
     return {

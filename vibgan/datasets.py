@@ -282,8 +282,11 @@ class TrainData:
             raise DataError("training data: no recordings were found")
         fs = {r.fs for r in recordings}
         if len(fs) > 1:
-            raise DataError(f"training data: recordings have different sampling rates {sorted(fs)} Hz; "
-                            "resample them or train one model per rate")
+            a = recordings[0]
+            b = next(r for r in recordings if r.fs != a.fs)
+            raise DataError(f"training data: recordings have different sampling rates: {a.source} at {a.fs:g} Hz, "
+                            f"{b.source} at {b.fs:g} Hz; set data.fs to resample them all to one rate (Hz), or "
+                            "train one model per rate")
         nch = {r.channels for r in recordings}
         if len(nch) > 1:
             raise DataError(f"training data: recordings have different channel counts {sorted(nch)}")
@@ -383,20 +386,24 @@ class TrainData:
         return db, torch.log(med), env, spread
 
 
+#: The simulator's sampling rate when data.fs is 0 (Hz)
+SIMULATED_FS = 12000.0
+
+
 def load_recordings(cfg: Config) -> list[Recording]:
     """The recordings a config names: simulated bearings, files on disk, or the seed sinusoids."""
     d = cfg.data
     if d.source == "simulated":
 
         s = d.simulate
-        return simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=d.fs, duration=s.duration_s,
+        return simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=d.fs or SIMULATED_FS, duration=s.duration_s,
                                 severity=s.severity, seed=s.seed, load_hp=s.load_hp, channels=len(d.channels))
     if d.source == "files":
 
         path = Path(d.path)
         if not path.exists():
             raise ConfigError(f"data.path = {d.path!r}: no such file or directory")
-        return load_many(path, channels=d.channels or None, classes=d.classes or None)
+        return load_many(path, channels=d.channels or None, classes=d.classes or None, fs=d.fs or None)
     raise ConfigError(f"data.source = {d.source!r}: load_recordings reads simulated or files; "
                       "use prepare_data for sinusoids")
 
@@ -408,7 +415,7 @@ def prepare_data(cfg: Config) -> TrainData:
 
         n_test = max(256, d.n_sinusoids // 4)
         y = sinusoids(d.n_sinusoids + n_test, length=d.segment_length, seed=cfg.train.seed)
-        fs = (d.segment_length - 1) / 10.0  # samples per unit of x on [-5, 5]
+        fs = (d.segment_length - 1) / 10.0  # samples per unit of x on [-5, 5]; data.fs does not apply
         train = [Recording(y[i][None], fs, {"label": "sinusoid", "source": "sinusoids"}) for i in range(d.n_sinusoids)]
         test = [Recording(y[i][None], fs, {"label": "sinusoid", "source": "sinusoids"}) for i in range(d.n_sinusoids, len(y))]
         td = TrainData(
@@ -420,11 +427,14 @@ def prepare_data(cfg: Config) -> TrainData:
         )
         return td
     if d.lazy:
-
         if not Path(d.path).is_file():
             raise ConfigError(f"data.path = {d.path!r}: no such file (data.lazy reads one HDF5 recordings file)")
-        return LazyTrainData.from_hdf5(d.path, length=d.segment_length, train_fraction=d.train_fraction,
-                                       val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)
+        td = LazyTrainData.from_hdf5(d.path, length=d.segment_length, train_fraction=d.train_fraction,
+                                     val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)
+        if d.fs and abs(td.fs - d.fs) > 1e-9 * d.fs:
+            raise ConfigError(f"data.fs = {d.fs:g}: data.lazy reads windows at the file's own rate, {td.fs:g} Hz "
+                              f"({d.path}); write the recordings file at {d.fs:g} Hz or set data.fs = 0")
+        return td
     recs = load_recordings(cfg)
     return TrainData.from_recordings(recs, length=d.segment_length, train_fraction=d.train_fraction,
                                      val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)

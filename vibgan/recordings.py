@@ -13,11 +13,13 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+from scipy import signal as sps
 
 from vibgan.cwru import _FAULT_RANK, CWRU_CHANNELS, CWRU_FILES, cwru_label_info, parse_cwru_name
 from vibgan.errors import DataError, VibganError
@@ -309,7 +311,7 @@ def _read_npz(path: Path, src: str) -> dict[str, Any]:
     if info["fault_end"]:
         where = "file name"
     elif info["fault"] == "normal":
-        where = "CWRU convention: normal baseline at 12 kHz (data README)"
+        where = "CWRU convention: the normal baseline is recorded at 48 kHz"
     else:
         where = "file name has no _DE12/_FE12/_DE48 suffix"
     return {"named": named, "fs": info["fs"], "where": where, "label": info["label"], "meta": meta, "equal": True}
@@ -673,3 +675,25 @@ def load(path: str | os.PathLike, *, fs: float | None = None, channels: Sequence
         raw = _READERS[ext](p, src)
     signal, names = _select(src, raw["named"], channels, equal_length_default=raw["equal"])
     return _finish(src, signal, names, raw["fs"], fs, raw["where"], raw["label"], label, raw["meta"])
+
+
+def resample_ratio(fs_from: float, fs_to: float, where: str = "resample") -> tuple[int, int]:
+    """(up, down), the exact rational ratio fs_to / fs_from in lowest terms (denominators up to 10**6 each);
+    a DataError when the rates have no such ratio (resampling by an approximate one would shift every line)."""
+    ratio = (Fraction(fs_to).limit_denominator(10**6) / Fraction(fs_from).limit_denominator(10**6))
+    up, down = ratio.numerator, ratio.denominator
+    if abs(fs_from * up / down - fs_to) > 1e-9 * fs_to or max(up, down) > 10**6:
+        raise DataError(f"{where}: fs: no exact rational ratio from {fs_from:g} Hz to {fs_to:g} Hz")
+    return up, down
+
+
+def resample(rec: Recording, fs: float) -> Recording:
+    """``rec`` at ``fs`` Hz: ``scipy.signal.resample_poly`` by the exact ratio (anti-aliased, zero phase), in
+    float64; ``meta['fs_original']`` keeps the rate it was recorded at. The same recording when already at ``fs``."""
+    if abs(rec.fs - fs) <= 1e-9 * fs:
+        return rec
+    up, down = resample_ratio(rec.fs, fs, rec.source)
+    x = sps.resample_poly(rec.signal.astype(np.float64), up, down, axis=-1)
+    meta = {**rec.meta, "fs_original": rec.meta.get("fs_original", rec.fs)}
+    return Recording(x.astype(np.float32), float(fs), meta)
+
