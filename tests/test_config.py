@@ -12,7 +12,7 @@ from vibgan.errors import ConfigError
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["default.toml", "cwru.toml", "sinusoid.toml"])
+@pytest.mark.parametrize("name", ["default.toml", "cwru.toml", "sinusoid.toml", "template.toml"])
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.train.steps > 0

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vibgan.bearing import GEOMETRIES, geometry
 from vibgan.champion import CHAMPION_POLICIES
 from vibgan.device import PRECISIONS
-from vibgan.errors import ConfigError
+from vibgan.errors import ConfigError, VibganError
 from vibgan.losses import ADVERSARIAL, LAMBDA_NAMES
 
 if sys.version_info >= (3, 11):
@@ -38,10 +39,22 @@ class SimulateConfig:
 
 
 @dataclass
+class BearingConfig:
+    """A bearing by its numbers (n_balls > 0 switches it on; data.geometry names a known one otherwise)."""
+
+    n_balls: int = 0
+    ball_diameter: float = 0.0
+    pitch_diameter: float = 0.0
+    contact_angle_deg: float = 0.0
+    unit: str = "mm"  # of the two diameters (reports only: the defect frequencies depend on their ratio)
+
+
+@dataclass
 class DataConfig:
     """Where the training signals come from and how they are cut."""
     source: str = "simulated"  # simulated | files | sinusoid
     path: str = ""  # a directory or file of recordings when source = "files"
+    manifest: str = ""  # a CSV/Parquet manifest of recordings (vibgan.manifest) when source = "files"; wins over path
     lazy: bool = False  # read training windows from data.path (an HDF5 recordings file) per batch, not into memory
     # Hz: every recording is resampled to this rate (resample_poly, exact ratio; the original rate stays in its
     # meta); 0 keeps each file's own rate, and files of different rates are then an error. The simulator
@@ -52,7 +65,8 @@ class DataConfig:
     segment_length: int = 4096  # samples per training segment
     train_fraction: float = 0.7  # first part of each recording: training
     val_fraction: float = 0.0  # next part: validation (monitoring); the rest is held out for testing
-    geometry: str = "6205"  # bearing geometry for fault frequencies
+    geometry: str = "6205"  # a known bearing (vibgan.bearing.GEOMETRIES) for the fault frequencies
+    bearing: BearingConfig = field(default_factory=BearingConfig)  # or one by its numbers (n_balls > 0)
     n_sinusoids: int = 8192  # size of the sinusoid data set (source = "sinusoid")
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
 
@@ -321,8 +335,20 @@ def check(cfg: Config, source: str = "config") -> None:
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.source not in ("simulated", "files", "sinusoid"):
         bad("data.source", "one of 'simulated', 'files', 'sinusoid'", d.source)
-    if d.source == "files" and not d.path:
-        bad("data.path", "a directory or file of recordings when data.source = 'files'", d.path)
+    if d.source == "files" and not (d.path or d.manifest):
+        bad("data.path", "a directory or file of recordings (or data.manifest) when data.source = 'files'", d.path)
+    if d.bearing.n_balls:
+        try:
+            geometry({"n_balls": d.bearing.n_balls, "ball_diameter": d.bearing.ball_diameter,
+                      "pitch_diameter": d.bearing.pitch_diameter, "contact_angle_deg": d.bearing.contact_angle_deg})
+        except VibganError as e:
+            bad("data.bearing", f"a valid bearing ({e})", dataclasses.asdict(d.bearing))
+    else:
+        try:
+            geometry(d.geometry)
+        except VibganError:
+            bad("data.geometry", f"a known bearing ({', '.join(sorted(GEOMETRIES))}) or numbers in [data.bearing]",
+                d.geometry)
     if d.lazy and (d.source != "files" or not d.path.lower().endswith((".h5", ".hdf5"))):
         bad("data.lazy", "true only with data.source = 'files' and data.path an HDF5 recordings file (.h5)",
             f"{d.lazy} (source {d.source!r}, path {d.path!r})")
@@ -333,8 +359,8 @@ def check(cfg: Config, source: str = "config") -> None:
     if not (0 < d.train_fraction <= 1) or not (0 <= d.val_fraction < 1) or d.train_fraction + d.val_fraction > 1:
         bad("data.train_fraction/val_fraction", "0 < train, 0 <= val, train + val <= 1",
             (d.train_fraction, d.val_fraction))
-    if not d.channels:
-        bad("data.channels", "at least one channel name", d.channels)
+    if not d.channels and d.source != "files":
+        bad("data.channels", "at least one channel name (the simulator makes one signal per name)", d.channels)
     s = d.simulate
     for f in s.faults:
         if f not in ("normal", "inner", "outer", "ball"):
@@ -396,3 +422,13 @@ def check(cfg: Config, source: str = "config") -> None:
     for k in ("log_every", "eval_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(t, k) < 1:
             bad(f"train.{k}", "at least 1", getattr(t, k))
+
+
+def geometry_of(d: DataConfig) -> str | dict[str, Any]:
+    """The data set's bearing as a geometry spec: its numbers from [data.bearing], else the data.geometry name."""
+    if not d.bearing.n_balls:
+        return d.geometry
+    b = d.bearing
+    return {"n_balls": b.n_balls, "ball_diameter": b.ball_diameter, "pitch_diameter": b.pitch_diameter,
+            "contact_angle_deg": b.contact_angle_deg, "unit": b.unit, "name": "data.bearing"}
+

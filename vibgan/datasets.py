@@ -7,6 +7,7 @@ windows as a torch ``Dataset``, for users who train their own models on them."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +20,14 @@ import torch
 from torch.utils.data import Dataset
 
 from vibgan import losses
+from vibgan.bearing import GeometrySpec, geometry, geometry_spec
 from vibgan.catalog import load_many
-from vibgan.config import Config
+from vibgan.config import Config, geometry_of
 from vibgan.cwru import label_sort_key
 from vibgan.errors import ConfigError, DataError
 from vibgan.exchange import process_local_h5, validate_generated
 from vibgan.losses import PSD_NPERSEG, psd_band
+from vibgan.manifest import load_manifest
 from vibgan.normalize import Normalizer
 from vibgan.recordings import Recording, hdf5_recordings, label_fields, reading_file
 from vibgan.synthetic import simulate_dataset, sinusoids
@@ -226,6 +229,22 @@ class SegmentDataset(Dataset):
             torch.from_numpy(self._cond[r].copy())
 
 
+def _bearing_of(recordings: list[Recording], default: GeometrySpec) -> GeometrySpec:
+    """The bearing of a data set: the one its recordings name (a manifest's bearing column), else ``default``.
+    Recordings of different bearings are refused: one generator knows one bearing's defect frequencies."""
+    named = {json.dumps(r.meta["bearing"], sort_keys=True) for r in recordings if r.meta.get("bearing") is not None}
+    if not named:
+        return geometry_spec(default)
+    if len(named) > 1 or len(named) == 1 and any(r.meta.get("bearing") is None for r in recordings):
+        a = next(r for r in recordings if r.meta.get("bearing") is not None)
+        b = next(r for r in recordings if json.dumps(r.meta.get("bearing"), sort_keys=True)
+                 != json.dumps(a.meta["bearing"], sort_keys=True))
+        raise DataError(f"training data: bearing: {a.source} names {a.meta['bearing']}, {b.source} "
+                        f"{b.meta.get('bearing') or 'none'}; train one model per bearing (select rows by data.classes "
+                        "or split the manifest)")
+    return json.loads(named.pop())
+
+
 @dataclass
 class TrainData:
     """Training signals ready for the loop, plus the held-out parts for validation.
@@ -245,7 +264,7 @@ class TrainData:
     train_parts: list[Recording] = field(default_factory=list)  # physical units
     val_parts: list[Recording | None] = field(default_factory=list)  # None where the fraction is 0
     test_parts: list[Recording | None] = field(default_factory=list)
-    geometry: str = "6205"
+    geometry: GeometrySpec = "6205"  # the bearing: a known name or its numbers (vibgan.bearing.geometry_spec)
     units: str = "g"
     provenance: dict[str, Any] = field(default_factory=dict)
     # (rank, world): this process samples only window starts in its own 1/world of each recording
@@ -275,7 +294,7 @@ class TrainData:
     @classmethod
     def from_recordings(cls, recordings: list[Recording], *, length: int, train_fraction: float = 0.7,
                         val_fraction: float = 0.0, classes: list[str] | None = None, normalize: bool = True,
-                        geometry: str = "6205") -> TrainData:
+                        geometry: GeometrySpec = "6205") -> TrainData:
         """Split each recording by time, fit the per-class normaliser on the training parts only, pack tensors."""
 
         if not recordings:
@@ -320,7 +339,7 @@ class TrainData:
             rec_class=torch.tensor([labels.index(p.label) for p in train_parts]),
             rec_cond=torch.tensor(cond, dtype=torch.float32), normalizer=normalizer,
             train_parts=train_parts, val_parts=[p[1] for p in parts], test_parts=[p[2] for p in parts],
-            geometry=geometry, units=str(train_parts[0].meta.get("units", "g")),
+            geometry=_bearing_of(recordings, geometry), units=str(train_parts[0].meta.get("units", "g")),
             provenance={"recordings": [str(r.meta.get("source", "")) for r in recordings],
                         "fractions": [train_fraction, val_fraction, test_fraction]},
         )
@@ -394,12 +413,13 @@ def load_recordings(cfg: Config) -> list[Recording]:
     """The recordings a config names: simulated bearings, files on disk, or the seed sinusoids."""
     d = cfg.data
     if d.source == "simulated":
-
         s = d.simulate
-        return simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=d.fs or SIMULATED_FS, duration=s.duration_s,
-                                severity=s.severity, seed=s.seed, load_hp=s.load_hp, channels=len(d.channels))
+        return simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=d.fs or SIMULATED_FS,
+                                duration=s.duration_s, severity=s.severity, seed=s.seed, load_hp=s.load_hp,
+                                channels=len(d.channels), geometry=geometry(geometry_of(d)))
+    if d.source == "files" and d.manifest:
+        return load_manifest(d.manifest, fs=d.fs or None, channels=d.channels or None, classes=d.classes or None)
     if d.source == "files":
-
         path = Path(d.path)
         if not path.exists():
             raise ConfigError(f"data.path = {d.path!r}: no such file or directory")
@@ -430,14 +450,14 @@ def prepare_data(cfg: Config) -> TrainData:
         if not Path(d.path).is_file():
             raise ConfigError(f"data.path = {d.path!r}: no such file (data.lazy reads one HDF5 recordings file)")
         td = LazyTrainData.from_hdf5(d.path, length=d.segment_length, train_fraction=d.train_fraction,
-                                     val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)
+                                     val_fraction=d.val_fraction, classes=d.classes or None, geometry=geometry_of(d))
         if d.fs and abs(td.fs - d.fs) > 1e-9 * d.fs:
             raise ConfigError(f"data.fs = {d.fs:g}: data.lazy reads windows at the file's own rate, {td.fs:g} Hz "
                               f"({d.path}); write the recordings file at {d.fs:g} Hz or set data.fs = 0")
         return td
     recs = load_recordings(cfg)
     return TrainData.from_recordings(recs, length=d.segment_length, train_fraction=d.train_fraction,
-                                     val_fraction=d.val_fraction, classes=d.classes or None, geometry=d.geometry)
+                                     val_fraction=d.val_fraction, classes=d.classes or None, geometry=geometry_of(d))
 
 
 CHUNK = 1 << 20  # samples per read in the normaliser's streaming pass
@@ -494,7 +514,7 @@ class LazyTrainData(TrainData):
 
     @classmethod
     def from_hdf5(cls, path: str | os.PathLike, *, length: int, train_fraction: float = 0.7,
-                  val_fraction: float = 0.0, classes: list[str] | None = None, geometry: str = "6205",
+                  val_fraction: float = 0.0, classes: list[str] | None = None, geometry: GeometrySpec = "6205",
                   eval_windows: int = 64) -> LazyTrainData:
         """Index an HDF5 recordings file (metadata only), fit the normaliser in one streaming pass."""
         src = str(path)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vibgan import spectral
-from vibgan.bearing import FAULTS, characteristic_frequency
+from vibgan.bearing import FAULTS, GeometrySpec, characteristic_frequency
 from vibgan.classify import c2st_accuracy
 from vibgan.config import ValidateConfig
 from vibgan.errors import DataError, VibganError
@@ -465,10 +465,11 @@ def real_segments(recordings: Sequence[Any], length: int, fractions: Sequence[fl
     return ({k: np.concatenate(v) for k, v in train.items()}, {k: np.concatenate(v) for k, v in test.items()})
 
 
-def fault_frequencies(recordings: Sequence[Any], geometry: str = "6205") -> dict[str, float | None]:
+def fault_frequencies(recordings: Sequence[Any], geometry: GeometrySpec = "6205") -> dict[str, float | None]:
     """label -> the envelope frequency f_c in Hz (BPFI / BPFO / 2 x BSF, bearing.characteristic_frequency).
 
-    Read from each recording's meta ``fault`` and ``rpm``; None where either is unknown or the class is normal.
+    Read from each recording's meta ``fault``, ``rpm`` and ``bearing`` (a manifest's; else ``geometry``); None
+    where the fault or speed is unknown or the class is normal.
     Recordings of one label at different speeds give None (one f_c per class is assumed).
     """
     out: dict[str, float | None] = {}
@@ -476,7 +477,7 @@ def fault_frequencies(recordings: Sequence[Any], geometry: str = "6205") -> dict
         fault, rpm = rec.meta.get("fault"), rec.meta.get("rpm")
         fc = None
         if fault in FAULTS and rpm is not None and np.isfinite(float(rpm)) and float(rpm) > 0:
-            fc = characteristic_frequency(fault, float(rpm), geometry)
+            fc = characteristic_frequency(fault, float(rpm), rec.meta.get("bearing") or geometry)
         if rec.label in out:
             prev = out[rec.label]
             fc = fc if prev is not None and fc is not None and abs(prev - fc) < 1e-6 else None
