@@ -102,6 +102,23 @@ def test_wrong_class_fails_nearest_and_envelope(synthetic_sets):
     assert c.envelope_hit_rate_real == 1.0 and c.envelope_hit_rate <= 0.1 and c.checks["envelope"] is False
 
 
+def test_an_envelope_with_another_class_rate_as_strong_fails_specificity_only():
+    """Inner-race class generated with the outer race's impacts too (stronger): the hit test finds BPFI, the PSD
+    is the inner class's, every old check passes; the envelope profile is nearest the outer class, and fails."""
+    f = fault_frequencies(RPM)
+    ir = lambda n, s: inner_race_like(n, seed=s)[:, None, :].astype(np.float32)  # noqa: E731
+    orr = lambda n, s: inner_race_like(n, seed=s, fault_hz=f["bpfo"])[:, None, :].astype(np.float32)  # noqa: E731
+    train, test = {"IR": ir(24, 10), "OR": orr(24, 11)}, {"IR": ir(12, 20), "OR": orr(12, 21)}
+    fcs = {"IR": f["bpfi"], "OR": f["bpfo"]}
+    both = (orr(40, 31) + 0.6 * ir(40, 30)).astype(np.float32)
+    c = validate.fidelity_report(test, {"IR": both}, FS, real_train=train, fault_freqs=fcs, c2st=False).classes["IR"]
+    assert c.checks["envelope"] is True and c.checks["nearest_class"] is True and c.checks["lsd"] is True
+    assert c.envelope_nearest == "OR" and c.envelope_nearest_real == "IR"
+    assert c.checks["envelope_specificity"] is False and not c.passes
+    right = validate.fidelity_report(test, {"IR": ir(40, 32)}, FS, real_train=train, fault_freqs=fcs, c2st=False)
+    assert right.classes["IR"].checks["envelope_specificity"] is True
+
+
 def test_kurtosis_check_compares_medians(synthetic_sets):
     _, test, gen, fcs = synthetic_sets
     rng = np.random.default_rng(0)
@@ -234,6 +251,24 @@ def test_cwru_white_noise_is_caught(cwru_sets):
         assert c.c2st_accuracy >= 0.9, (lab, c.c2st_accuracy)
         assert c.lsd_db > 5 and not c.passes
         assert c.indicators["rms"]["median"] == pytest.approx(c.indicators["rms"]["median_real"], rel=0.1)
+
+
+def test_cwru_gaussian_noise_with_each_class_psd_fails_every_class(cwru_sets):
+    """Noise with the right spectrum (each class's mean amplitude spectrum, random phases) passes lsd and the
+    nearest class everywhere; each class must still fail a check, and the pooled C2ST must fail."""
+    _, train, test, fcs = cwru_sets
+    rng = np.random.default_rng(0)
+    fake = {}
+    for lab, x in test.items():
+        amp = np.sqrt(np.mean(np.abs(np.fft.rfft(x[:, 0, :], axis=-1)) ** 2, axis=0))
+        z = np.fft.rfft(rng.standard_normal((64, x.shape[-1])), axis=-1) / np.sqrt(x.shape[-1])
+        fake[lab] = np.fft.irfft(z * amp, n=x.shape[-1], axis=-1)[:, None, :].astype(np.float32)
+    rep = validate.fidelity_report(test, fake, FS, real_train=train, fault_freqs=fcs, c2st=True)
+    for lab, c in rep.classes.items():
+        assert c.checks["lsd"] and c.nearest_class == lab, lab  # the spectrum is right ...
+        assert not c.passes, (lab, c.checks)  # ... and the class fails all the same
+    pooled, floor = rep.c2st_pooled
+    assert pooled > floor + 0.1 and rep.c2st_passes is False and not rep.passed
 
 
 # ---- CLI -------------------------------------------------------------------------------------------------

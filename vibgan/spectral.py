@@ -214,6 +214,24 @@ def envelope_spectrum(x: np.ndarray, fs: float, *, band: tuple[float, float] | N
     return freqs, _blockwise(one, x, k, block_samples=1 << 21)
 
 
+def envelope_profile(x: np.ndarray, fs: float, *, band: tuple[float, float] | None = ENVELOPE_BAND,
+                     fmin: float = ENVELOPE_BASELINE[0], fmax: float = ENVELOPE_BASELINE[1]) -> tuple[np.ndarray, np.ndarray]:
+    """The shape of a set's envelope spectrum: each segment's (and channel's) envelope magnitude spectrum (no
+    zero padding: bins fs / T apart) over fmin..fmax Hz, divided by its own median there, averaged over segments
+    and channels, in dB: freqs (F,), (F,). Which defect rates modulate the set, whatever its level."""
+    x = as_segments(x, "x")
+    freqs, spec = envelope_spectrum(x, fs, band=band, nfft=x.shape[-1], fmax=fmax)  # (N, C, F)
+    keep = freqs >= fmin
+    spec = spec[..., keep]
+    rel = spec / np.maximum(np.median(spec, axis=-1, keepdims=True), 1e-300)
+    return freqs[keep], 10 * np.log10(np.maximum(rel.reshape(-1, rel.shape[-1]).mean(axis=0), 1e-30))
+
+
+def profile_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS difference in dB of two envelope profiles (``envelope_profile``) on the same bins."""
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
 def envelope_hits(x: np.ndarray, fs: float, fc: float, *, band: tuple[float, float] = ENVELOPE_BAND,
                   tolerance: float = ENVELOPE_TOLERANCE, ratio: float = ENVELOPE_RATIO,
                   baseline: tuple[float, float] = ENVELOPE_BASELINE, nfft: int = ENVELOPE_NFFT) -> np.ndarray:

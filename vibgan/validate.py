@@ -68,6 +68,10 @@ class ClassFidelity:
     spread_ratio_floor: float | None  # spread of real_train / spread of real held-out (None without real_train)
     spread_limits: tuple[float, float]  # pass interval: [spread_min, spread_max] widened to include the floor
     c2st_accuracy: float | None  # held-out accuracy of a real-vs-generated 1D CNN; 0.5 ideal
+    c2st_floor: float | None  # the same classifier telling the real training part from the held-out part
+    envelope_nearest: str | None  # the real class whose envelope profile (spectral.envelope_profile) is nearest
+    envelope_nearest_real: str | None  # the same for the real training part: judged only where it is the class
+    envelope_distances: dict[str, float]  # dB, generated envelope profile vs every real class's
     mmd2: float  # unbiased MMD^2 of in-band log-PSD features (RBF kernel, median heuristic)
     mmd_pvalue: float  # permutation p-value of mmd2 (small: the sets differ detectably)
     checks: dict[str, bool | None] = field(default_factory=dict)  # per check in CHECKS: pass, fail, None not judged
@@ -110,6 +114,15 @@ def _envelope_check(c: ClassFidelity, cfg: ValidateConfig) -> bool | None:
     return bool(hit >= cfg.hit_rate)
 
 
+@check("envelope_specificity")
+def _envelope_specificity_check(c: ClassFidelity, cfg: ValidateConfig) -> bool | None:
+    """The generated envelope profile is nearest its own real class among all of them; judged only where the
+    real training part's is (a peak at the class's own rate passes the hit test even when every rate is there)."""
+    if c.envelope_nearest is None or c.envelope_nearest_real != c.label:
+        return None
+    return c.envelope_nearest == c.label
+
+
 @check("kurtosis")
 def _kurtosis_check(c: ClassFidelity, cfg: ValidateConfig) -> bool:
     return bool(abs(c.kurtosis_median - c.kurtosis_median_real) <= cfg.kurtosis_rel * abs(c.kurtosis_median_real))
@@ -132,8 +145,22 @@ class FidelityReport:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def c2st_pooled(self) -> tuple[float, float] | None:
+        """(mean generated-vs-real C2ST accuracy, mean real floor) over the classes that have both, or None."""
+        pairs = [(c.c2st_accuracy, c.c2st_floor) for c in self.classes.values()
+                 if c.c2st_accuracy is not None and c.c2st_floor is not None]
+        return (float(np.mean([a for a, _ in pairs])), float(np.mean([f for _, f in pairs]))) if pairs else None
+
+    @property
+    def c2st_passes(self) -> bool | None:
+        """Pooled over the classes, generated is told from real no more often than the real training part is told
+        from the held-out part, plus ``c2st_margin``; None when C2ST was not run."""
+        pooled = self.c2st_pooled
+        return None if pooled is None else bool(pooled[0] <= pooled[1] + self.thresholds.get("c2st_margin", 0.1))
+
+    @property
     def passed(self) -> bool:
-        return bool(self.classes) and all(c.passes for c in self.classes.values())
+        return bool(self.classes) and all(c.passes for c in self.classes.values()) and self.c2st_passes is not False
 
     def to_dict(self) -> dict[str, Any]:
         """``{"fs", "segment_length", "channels", "thresholds", "passed", "meta", "classes": {label: {...}}}``."""
@@ -194,12 +221,19 @@ class FidelityReport:
                 f"{'pass' if c.passes else 'FAIL: ' + ', '.join(failed)} |")
         verdict = "PASS" if self.passed else "FAIL"
         n_pass = sum(c.passes for c in self.classes.values())
+        pooled = self.c2st_pooled
+        if pooled is not None:
+            lines.append("")
+            lines.append(f"C2ST pooled over the classes: {pooled[0]:.2f} generated vs real, real floor {pooled[1]:.2f} "
+                         f"(training vs held-out part): {'pass' if self.c2st_passes else 'FAIL'} (limit floor + "
+                         f"{t.get('c2st_margin', 0.1):g}).")
         lines.append("")
         lines.append(
             f"**{verdict}**: {n_pass}/{len(self.classes)} classes pass (lsd <= max({t['lsd_db']}, "
             f"{t['lsd_floor_factor']} x floor), nearest class correct, hit rate >= {t['hit_rate']} where real >= "
-            f"{t['hit_rate']}, median kurtosis within {t['kurtosis_rel']:.0%}, spread ratio in "
-            f"{t['spread_min']}-{t['spread_max']} or up to the real floor ratio). fs = {self.fs:g} Hz, "
+            f"{t['hit_rate']}, envelope profile nearest its own class where the real one is, median kurtosis within "
+            f"{t['kurtosis_rel']:.0%}, spread ratio in {t['spread_min']}-{t['spread_max']} or up to the real floor "
+            f"ratio; and C2ST pooled within the real floor + {t.get('c2st_margin', 0.1):g}). fs = {self.fs:g} Hz, "
             f"T = {self.segment_length} samples.")
         return "\n".join(lines) + "\n"
 
@@ -254,12 +288,16 @@ class _Features:
     mean_psd: np.ndarray  # (F,) averaged in linear power over segments and channels
     indicators: dict[str, np.ndarray] | None = None  # name -> (N * C,)
     hits: np.ndarray | None = None  # (N * C,) bool
+    profile: np.ndarray | None = None  # (F_env,) dB: spectral.envelope_profile
 
 
-def _features(x: np.ndarray, fs: float, *, fc: float | None = None, full: bool = True) -> _Features:
+def _features(x: np.ndarray, fs: float, *, fc: float | None = None, full: bool = True,
+              profile: bool = False) -> _Features:
     _, p = spectral.psd(x, fs)  # (N, C, F)
     seg = p.mean(axis=1)
     feats = _Features(n=x.shape[0], seg_psd=seg, mean_psd=seg.mean(axis=0))
+    if profile:
+        feats.profile = spectral.envelope_profile(x, fs)[1]
     if full:
         ind = spectral.indicators(x)
         feats.indicators = {k: ind[k].reshape(-1) for k in INDICATORS}
@@ -326,6 +364,66 @@ def mmd_rbf(a: np.ndarray, b: np.ndarray, *, permutations: int = 200, seed: int 
     return observed, count / (permutations + 1)
 
 
+@dataclass
+class _RealSide:
+    """The real sets' features, computed once for every generated class: held-out (``test``) and training."""
+
+    fs: float
+    freqs: np.ndarray
+    band: np.ndarray
+    envelope_ok: bool  # segments long enough and the resonance band sampled: envelope profiles exist
+    test: dict[str, _Features]
+    train: dict[str, _Features]
+
+
+def _score_class(lab: str, fk: np.ndarray, real: _RealSide, real_d: dict, train_d: dict, fc: float | None,
+                 cfg: ValidateConfig, *, c2st: bool, seed: int) -> ClassFidelity:
+    """Every metric of one generated class against the real sets (the checks are judged by the caller)."""
+    fs = real.fs
+    ff = _features(fk, fs, fc=fc, profile=real.envelope_ok)
+    rf = real.test[lab]
+    lsd = float(spectral.lsd_db(ff.mean_psd, rf.mean_psd, real.freqs, real.fs))
+    floor = None
+    tf = real.train.get(lab)
+    if tf is not None:
+        floor = float(spectral.lsd_db(tf.mean_psd, rf.mean_psd, real.freqs, real.fs))
+    limit = max(cfg.lsd_db, cfg.lsd_floor_factor * floor) if floor is not None else cfg.lsd_db
+    to_classes = {c: float(spectral.lsd_db(ff.mean_psd, f.mean_psd, real.freqs, real.fs)) for c, f in real.test.items()}
+    nearest = min(to_classes, key=to_classes.get)
+    hit = float(ff.hits.mean()) if ff.hits is not None else None
+    hit_real = float(rf.hits.mean()) if rf.hits is not None else None
+    ind = {k: {"median": float(np.nanmedian(ff.indicators[k])), "iqr": _iqr(ff.indicators[k]),
+               "median_real": float(np.nanmedian(rf.indicators[k])), "iqr_real": _iqr(rf.indicators[k])}
+           for k in INDICATORS}
+    k_f, k_r = ind["kurtosis"]["median"], ind["kurtosis"]["median_real"]
+    s_f, s_r = _spread_db(ff, real.freqs, real.fs), _spread_db(rf, real.freqs, real.fs)
+    ratio = s_f / s_r if s_r > 0 else float("nan")
+    # Like lsd's floor: where reality's own training part is more (or less) diverse than its held-out part
+    # (a non-stationary recording), the interval widens to include that ratio; a check real data fails is wrong.
+    spread_floor = _spread_db(tf, real.freqs, real.fs) / s_r if tf is not None and s_r > 0 else None
+    lo, hi = cfg.spread_min, cfg.spread_max
+    if spread_floor is not None and np.isfinite(spread_floor):
+        lo, hi = min(lo, spread_floor), max(hi, spread_floor)
+    acc = c2st_accuracy(real_d[lab], fk, seed=seed) if c2st else None
+    acc_floor = c2st_accuracy(real_d[lab], train_d[lab], seed=seed) if c2st and lab in train_d else None
+    env_d = ({k: spectral.profile_distance(ff.profile, f.profile) for k, f in real.test.items()}
+             if ff.profile is not None else {})
+    env_d_real = ({k: spectral.profile_distance(tf.profile, f.profile) for k, f in real.test.items()}
+                  if tf is not None and tf.profile is not None else {})
+    mmd2, mmd_p = mmd_rbf(10 * np.log10(np.maximum(rf.seg_psd[:, real.band], 1e-30)),
+                          10 * np.log10(np.maximum(ff.seg_psd[:, real.band], 1e-30)), seed=seed)
+    return ClassFidelity(
+        label=lab, n_real=rf.n, n_fake=ff.n, lsd_db=lsd, floor_db=floor, lsd_limit_db=float(limit),
+        nearest_class=nearest, nearest_lsd_db=to_classes[nearest], lsd_to_classes=to_classes,
+        fault_freq_hz=fc, envelope_hit_rate=hit, envelope_hit_rate_real=hit_real, indicators=ind,
+        kurtosis_median=k_f, kurtosis_median_real=k_r, spread_db=s_f, spread_db_real=s_r, spread_ratio=ratio,
+        spread_ratio_floor=spread_floor, spread_limits=(float(lo), float(hi)),
+        c2st_accuracy=acc, c2st_floor=acc_floor, envelope_distances=env_d,
+        envelope_nearest=min(env_d, key=env_d.get) if env_d else None,
+        envelope_nearest_real=min(env_d_real, key=env_d_real.get) if env_d_real else None,
+        mmd2=mmd2, mmd_pvalue=mmd_p)
+
+
 def _checked_sets(real: Sets, fake: Sets, real_train: Sets | None) -> tuple[dict, dict, dict, tuple[int, int]]:
     """The three sets as dicts of (N, C, T) arrays, checked against each other; and their (channels, length)."""
     real_d = _as_sets(real, "real")
@@ -383,45 +481,14 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
             return None
         return float(fc)
 
-    real_f = {lab: _features(a, fs, fc=fc_of(lab), full=lab in fake_d) for lab, a in real_d.items()}
+    envelope_ok = length >= ENVELOPE_MIN_SAMPLES and fs / 2 > spectral.ENVELOPE_BAND[0]
+    real = _RealSide(fs, freqs, band, envelope_ok,
+                     {lab: _features(a, fs, fc=fc_of(lab), full=lab in fake_d, profile=envelope_ok)
+                      for lab, a in real_d.items()},
+                     {lab: _features(a, fs, full=False, profile=envelope_ok) for lab, a in train_d.items()})
     classes: dict[str, ClassFidelity] = {}
     for lab, fk in fake_d.items():
-        fc = fc_of(lab)
-        ff = _features(fk, fs, fc=fc)
-        rf = real_f[lab]
-        lsd = float(spectral.lsd_db(ff.mean_psd, rf.mean_psd, freqs, fs))
-        floor = None
-        tf = None
-        if lab in train_d:
-            tf = _features(train_d[lab], fs, full=False)
-            floor = float(spectral.lsd_db(tf.mean_psd, rf.mean_psd, freqs, fs))
-        limit = max(cfg.lsd_db, cfg.lsd_floor_factor * floor) if floor is not None else cfg.lsd_db
-        to_classes = {c: float(spectral.lsd_db(ff.mean_psd, f.mean_psd, freqs, fs)) for c, f in real_f.items()}
-        nearest = min(to_classes, key=to_classes.get)
-        hit = float(ff.hits.mean()) if ff.hits is not None else None
-        hit_real = float(rf.hits.mean()) if rf.hits is not None else None
-        ind = {k: {"median": float(np.nanmedian(ff.indicators[k])), "iqr": _iqr(ff.indicators[k]),
-                   "median_real": float(np.nanmedian(rf.indicators[k])), "iqr_real": _iqr(rf.indicators[k])}
-               for k in INDICATORS}
-        k_f, k_r = ind["kurtosis"]["median"], ind["kurtosis"]["median_real"]
-        s_f, s_r = _spread_db(ff, freqs, fs), _spread_db(rf, freqs, fs)
-        ratio = s_f / s_r if s_r > 0 else float("nan")
-        # Like lsd's floor: where reality's own training part is more (or less) diverse than its held-out part
-        # (a non-stationary recording), the interval widens to include that ratio; a check real data fails is wrong.
-        spread_floor = _spread_db(tf, freqs, fs) / s_r if tf is not None and s_r > 0 else None
-        lo, hi = cfg.spread_min, cfg.spread_max
-        if spread_floor is not None and np.isfinite(spread_floor):
-            lo, hi = min(lo, spread_floor), max(hi, spread_floor)
-        acc = c2st_accuracy(real_d[lab], fk, seed=seed) if c2st else None
-        mmd2, mmd_p = mmd_rbf(10 * np.log10(np.maximum(rf.seg_psd[:, band], 1e-30)),
-                              10 * np.log10(np.maximum(ff.seg_psd[:, band], 1e-30)), seed=seed)
-        c = ClassFidelity(
-            label=lab, n_real=rf.n, n_fake=ff.n, lsd_db=lsd, floor_db=floor, lsd_limit_db=float(limit),
-            nearest_class=nearest, nearest_lsd_db=to_classes[nearest], lsd_to_classes=to_classes,
-            fault_freq_hz=fc, envelope_hit_rate=hit, envelope_hit_rate_real=hit_real, indicators=ind,
-            kurtosis_median=k_f, kurtosis_median_real=k_r, spread_db=s_f, spread_db_real=s_r, spread_ratio=ratio,
-            spread_ratio_floor=spread_floor, spread_limits=(float(lo), float(hi)),
-            c2st_accuracy=acc, mmd2=mmd2, mmd_pvalue=mmd_p)
+        c = _score_class(lab, fk, real, real_d, train_d, fc_of(lab), cfg, c2st=c2st, seed=seed)
         c.checks = {name: judge(c, cfg) for name, judge in CHECKS.items()}
         c.passes = all(v for v in c.checks.values() if v is not None)
         classes[lab] = c
