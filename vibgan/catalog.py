@@ -8,8 +8,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from vibgan.cwru import label_sort_key
 from vibgan.errors import DataError
 from vibgan.recordings import (
@@ -21,7 +19,7 @@ from vibgan.recordings import (
     _resolve_fs,
     label_fields,
     load,
-    reading_file,
+    open_hdf5,
     resample,
 )
 
@@ -49,7 +47,7 @@ def _catalog_row(p: Path) -> dict[str, Any] | None:
     if p.suffix.lower() in (".h5", ".hdf5"):
         if _is_generated_file(p):
             return None  # generated data (exchange format) is not a recording
-        with reading_file(src, "HDF5 file"), h5py.File(p, "r") as f:  # metadata only: the file may exceed memory
+        with open_hdf5(p, src) as f:  # metadata only: the file may exceed memory
             info = _h5_recording_info(f, _h5_signal_dataset(f, src), src)
         fs, where = _resolve_fs(src, info["fs"], None, "HDF5 attribute 'fs'")
         rec_label = info["label"]

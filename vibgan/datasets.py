@@ -29,7 +29,7 @@ from vibgan.exchange import process_local_h5, validate_generated
 from vibgan.losses import PSD_NPERSEG, psd_band
 from vibgan.manifest import load_manifest
 from vibgan.normalize import Normalizer
-from vibgan.recordings import Recording, hdf5_recordings, label_fields, reading_file
+from vibgan.recordings import Recording, hdf5_recordings, label_fields, open_hdf5
 from vibgan.synthetic import simulate_dataset, sinusoids
 from vibgan.windows import positive_int, split_bounds, split_by_time
 
@@ -145,7 +145,7 @@ class SegmentDataset(Dataset):
         if not p.is_file():
             raise DataError(f"{src}: file: not found")
         self = cls.__new__(cls)
-        with reading_file(src, "HDF5 file"), h5py.File(p, "r") as f:
+        with open_hdf5(p, src) as f:
             if "signals" in f:
                 gen = validate_generated(f, src, read_signals=False)
                 n, c, t = gen["shape"]
@@ -520,7 +520,7 @@ class LazyTrainData(TrainData):
         src = str(path)
         if not Path(path).is_file():
             raise DataError(f"{src}: data.lazy needs an HDF5 recordings file (write_recordings); not found")
-        with reading_file(src, "HDF5 recordings file"), h5py.File(path, "r") as f:
+        with open_hdf5(path, src, "HDF5 recordings file") as f:
             if "signals" in f:
                 raise DataError(f"{src}: this is a generated-data file; data.lazy reads recordings files "
                                 "(one (C, N) dataset per recording, see vibgan.exchange.write_recordings)")

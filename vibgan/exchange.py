@@ -19,7 +19,7 @@ import torch
 from vibgan.cwru import label_sort_key
 from vibgan.errors import DataError
 from vibgan.files import atomic_path
-from vibgan.recordings import Recording, as_names, as_text, positive_fs, reading_file
+from vibgan.recordings import Recording, as_names, as_text, open_hdf5, positive_fs
 from vibgan.windows import positive_int
 
 
@@ -385,7 +385,7 @@ def read_generated(path: str | os.PathLike) -> GeneratedSet:
     src = str(p)
     if not p.is_file():
         raise DataError(f"{src}: file: not found")
-    with reading_file(src, "generated-data HDF5 file"), h5py.File(p, "r") as f:
+    with open_hdf5(p, src, "generated-data HDF5 file") as f:
         g = validate_generated(f, src, read_signals=True)
     return GeneratedSet(signals=g["signals"], labels=g["labels"], fs=g["fs"], units=g["units"], rpm=g["rpm"],
                         load_hp=g["load_hp"], channels=g["channels"], provenance=g["provenance"], attrs=g["attrs"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -108,6 +110,49 @@ def reading_file(src: str, what: str) -> Iterator[None]:
         msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise DataError(f"{src}: {what}: unreadable or corrupt file ({type(exc).__name__}{': ' if msg else ''}"
                         f"{msg})") from exc
+
+
+#: seconds the structure of an HDF5 file may take to read in a child process before the file counts as corrupt
+HDF5_PROBE_S = float(os.environ.get("VIBGAN_HDF5_PROBE_S", "10"))
+
+
+def probe_hdf5(path: str | os.PathLike, src: str, timeout_s: float | None = None) -> None:
+    """Walk an HDF5 file's structure and attributes in a forked child first: one corrupt byte can make libhdf5
+    loop forever while it holds the GIL, which no time limit in this process could stop. A DataError naming the
+    file when the walk has not finished within ``timeout_s`` (default ``VIBGAN_HDF5_PROBE_S``, 10 s); errors the
+    walk meets are left to the reader here, which reports them with their own message. No-op without fork."""
+    if not hasattr(os, "fork"):
+        return
+    limit = HDF5_PROBE_S if timeout_s is None else float(timeout_s)
+    pid = os.fork()
+    if pid == 0:  # the child: walk, then leave without running any of the parent's exit code
+        try:
+            with h5py.File(path, "r") as f:
+                def visit(name: str, obj: Any) -> None:
+                    _ = [obj.attrs[k] for k in obj.attrs]
+                    if isinstance(obj, h5py.Dataset):
+                        _ = (obj.shape, obj.dtype)
+
+                _ = [f.attrs[k] for k in f.attrs]
+                f.visititems(visit)
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + limit
+    while os.waitpid(pid, os.WNOHANG)[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise DataError(f"{src}: HDF5 file: reading its structure did not finish within {limit:g} s (a corrupt "
+                            "file can make libhdf5 loop forever); nothing was read from it")
+        time.sleep(0.002)
+
+
+@contextmanager
+def open_hdf5(path: str | os.PathLike, src: str, what: str = "HDF5 file") -> Iterator[h5py.File]:
+    """An HDF5 file opened read-only after ``probe_hdf5``, with parser errors turned into a DataError naming it."""
+    probe_hdf5(path, src)
+    with reading_file(src, what), h5py.File(path, "r") as f:
+        yield f
 
 
 def positive_fs(value: Any, src: str, field_name: str) -> float:
@@ -337,7 +382,7 @@ def _mat_variables(path: Path, src: str) -> dict[str, np.ndarray]:
         raise DataError(f"{src}: MATLAB file: empty file")
     if _is_hdf5(path):
         out: dict[str, np.ndarray] = {}
-        with reading_file(src, "MATLAB v7.3 (HDF5) file"), h5py.File(path, "r") as f:
+        with open_hdf5(path, src, "MATLAB v7.3 (HDF5) file") as f:
             for key, obj in f.items():
                 if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "fiu" and obj.ndim <= 2:
                     # v7.3 stores arrays column-major: MATLAB's (N, 1) is the HDF5 dataset (1, N)
@@ -486,6 +531,7 @@ def _h5_signal_dataset(f: h5py.File, src: str) -> h5py.Dataset:
 
 
 def _is_generated_file(path: Path) -> bool:
+    probe_hdf5(path, str(path))  # a file that would hang libhdf5 is an error here, not a silent skip
     try:
         with h5py.File(path, "r") as f:
             return "signals" in f and "labels" in f
@@ -494,7 +540,7 @@ def _is_generated_file(path: Path) -> bool:
 
 
 def _read_hdf5(path: Path, src: str) -> dict[str, Any]:
-    with reading_file(src, "HDF5 file"), h5py.File(path, "r") as f:
+    with open_hdf5(path, src) as f:
         ds = _h5_signal_dataset(f, src)
         info = _h5_recording_info(f, ds, src)
         sig = np.asarray(ds[()])
