@@ -43,10 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vibgan.errors import run_cli
 
-    return run_cli(lambda: run(args), "interrupted: the latest checkpoint is intact; rerun with --resume to continue")
+    out: dict = {}
+    return run_cli(lambda: run(args, out), lambda: _interrupted(out.get("dir")))
 
 
-def run(args: argparse.Namespace) -> int:
+def _interrupted(out: Path | None) -> str:
+    """What Ctrl-C leaves: a checkpoint to resume from, or nothing yet."""
+    from vibgan.checkpoints import latest_checkpoint
+
+    found = latest_checkpoint(out / "checkpoints") if out is not None else None
+    if found is None:
+        return "interrupted before the first checkpoint: nothing to resume; rerun without --resume"
+    return f"interrupted: the latest checkpoint ({found.name}) is intact; rerun with --resume to continue"
+
+
+def run(args: argparse.Namespace, out: dict | None = None) -> int:
     from vibgan import distributed
     from vibgan.config import load_config
 
@@ -63,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     if args.no_tracking:
         overrides.append("tracking.enabled=false")
     cfg = load_config(args.config, overrides)  # every config error surfaces here, before any work
+    if out is not None:
+        out["dir"] = Path(cfg.out)
+    if args.resume:  # before any output, MLflow run or data loading: a resume needs a checkpoint
+        from vibgan.checkpoints import require_checkpoint
+
+        require_checkpoint(Path(cfg.out) / "checkpoints")
     ctx = distributed.setup(cfg.train.device)  # joins the process group under torchrun; else a no-op
     try:
         return _run(cfg, args, ctx)

@@ -112,3 +112,15 @@ def test_allowed_names_come_from_the_registries():
     assert set(LAMBDA_NAMES) == {"adv", "spectral", "kurtosis", "envelope", "spread"}
     with pytest.raises(ConfigError, match="train.lambdas.*" + ", ".join(LAMBDA_NAMES)):
         load_config(None, ["train.lambdas.beauty=1.0"])
+
+
+def test_an_error_names_the_set_override_it_came_from_not_the_file(tmp_path):
+    for item, field in (("train.stepz=3", "train"), ("train.steps=-3", "train.steps"), ("train.steps='x'", "train.steps"),
+                        ("train.lambdas.beauty=1.0", "train.lambdas")):
+        with pytest.raises(ConfigError) as e:
+            load_config(CONFIGS / "default.toml", ["train.batch_size=8", item])
+        assert str(e.value).startswith(f"--set {item}: {field}"), str(e.value)
+    p = tmp_path / "c.toml"
+    p.write_text("[train]\nsteps = -1\n")  # a bad value from the file is blamed on the file
+    with pytest.raises(ConfigError, match=r"^config .*c\.toml: train\.steps = -1"):
+        load_config(p, ["train.batch_size=8"])

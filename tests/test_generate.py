@@ -15,6 +15,7 @@ from helpers import TINY, load_script
 from vibgan import registry
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_GENERATOR = ROOT / "tests" / "fixtures" / "pre_split" / "generator"
 SCRIPT = ROOT / "pipelines" / "generate.py"
 
 
@@ -251,3 +252,23 @@ def test_a_sigterm_swallowed_inside_a_finaliser_still_stops_the_write(tmp_path):
     finally:
         cli._STOP["requested"] = False
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_sampling_outside_the_training_conditions_warns_once_with_how_far(tmp_path):
+    import warnings
+
+    from vibgan.generator import ExtrapolationWarning, TrainedGenerator
+
+    g = TrainedGenerator.load(FIXTURE_GENERATOR)  # trained on normal and inner at 1800 rpm, 0 hp
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # inside the training conditions: no warning at all
+        g.sample("inner", 2, rpm=1800, seed=0)
+        g.sample("inner", 2, rpm=1790, seed=0)  # within 2 %
+    with pytest.warns(ExtrapolationWarning, match=r"'inner'.*3000 rpm is 67% above 1800 rpm"):
+        g.sample("inner", 2, rpm=3000, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g.sample("inner", 2, rpm=3000, seed=1)  # once per condition
+    with pytest.warns(ExtrapolationWarning, match=r"load 2 hp was never recorded \(trained at 0 hp\)"):
+        g.sample("normal", 1, rpm=1800, load_hp=2.0, seed=0)
+    assert g.outside("inner", 1500, 0.0) == "1500 rpm is 17% below 1800 rpm"

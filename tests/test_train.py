@@ -507,3 +507,19 @@ def test_the_generator_owns_its_parameter_groups():
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in G.eq.parameters()}
     mlp, _ = build_models(ModelConfig(kind="mlp"), n_classes=1, channels=1, length=64, fs=1.0)
     assert [len(g["params"]) for g in mlp.parameter_groups(1e-3, lr_eq=1.0)] == [len(list(mlp.parameters()))]
+
+
+def test_cli_resume_without_a_checkpoint_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    from helpers import load_script
+
+    cli = load_script("pipelines/train.py")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert cli.main(["--resume", "--out", str(out), "--set", "train.steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: no checkpoint in") and err.count("\n") == 1
+    assert not out.exists() and not (tmp_path / "mlflow.db").exists()  # no MLflow run, no files
+    assert cli._interrupted(out) == "interrupted before the first checkpoint: nothing to resume; rerun without --resume"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "ckpt_00000200.pt").write_bytes(b"x")
+    assert "ckpt_00000200.pt) is intact; rerun with --resume" in cli._interrupted(out)

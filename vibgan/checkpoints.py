@@ -103,6 +103,17 @@ def set_aside_checkpoints(directory: Path) -> Path | None:
     return dest
 
 
+def require_checkpoint(directory: Path) -> Path:
+    """The newest checkpoint in ``directory`` for --resume, or a TrainingError saying there is none (and where an
+    earlier run's are)."""
+    found = latest_checkpoint(directory)
+    if found is None:
+        aside = " (an earlier run's are in previous/: move them back to continue it)" \
+            if any((Path(directory) / "previous").glob("ckpt_*.pt")) else ""
+        raise TrainingError(f"--resume: no checkpoint in {directory}{aside}; start without --resume")
+    return found
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     """The newest complete checkpoint in ``directory`` (temp files are ignored)."""
     found = sorted(Path(directory).glob("ckpt_*.pt"))

@@ -322,10 +322,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = apply_overrides(data, overrides)
     try:
         cfg = dataclass_from_dict(Config, data, "")
+        check(cfg, "")
     except ConfigError as e:
-        raise ConfigError(f"config {source}: {e}") from None
-    check(cfg, source)
+        msg = str(e).removeprefix("config : ")
+        raise ConfigError(f"{_blame(msg, source, overrides or [])}: {msg}") from None
     return cfg
+
+
+def _blame(message: str, source: str, overrides: list[str]) -> str:
+    """Where the value a message is about came from: the --set override that names its field, else the file."""
+    for item in reversed(overrides):  # the last override of a key wins, so it is the one to name
+        key = item.split("=", 1)[0].strip()
+        section, _, leaf = key.rpartition(".")
+        if message.startswith((f"{key} ", f"{key}:", f"{key}=")) or (
+                section and message.startswith((f"{section}: unknown key", f"{section} = ")) and f"'{leaf}'" in message):
+            return f"--set {item.strip()}"
+    return f"config {source}"
 
 
 def check(cfg: Config, source: str = "config") -> None:

@@ -29,14 +29,15 @@ class TrackingError(VibganError):
     """The tracking store (MLflow) cannot be reached or refuses a request."""
 
 
-def run_cli(fn, interrupted: str = "interrupted") -> int:
+def run_cli(fn, interrupted="interrupted") -> int:
     """Run a command line's body: a VibganError becomes one line ``error: ...`` on stderr and exit code 2,
-    Ctrl-C the line ``interrupted`` and exit code 130; anything else is a bug and keeps its traceback."""
+    Ctrl-C the line ``interrupted`` (a string, or a function returning one when it happens) and exit code 130;
+    anything else is a bug and keeps its traceback."""
     try:
         return fn()
     except VibganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+        print(interrupted() if callable(interrupted) else interrupted, file=sys.stderr)
         return 130

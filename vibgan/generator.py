@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,10 @@ MAX_SAMPLE_BYTES = 2 * 1024**3
 
 #: Segments whose noise is drawn together from one (seed, block) generator in TrainedGenerator.sample.
 LATENT_BLOCK = 64
+
+
+class ExtrapolationWarning(UserWarning):
+    """A generator was asked for a condition (speed, load) outside those its class was trained at."""
 
 
 class TrainedGenerator:
@@ -76,6 +81,7 @@ class TrainedGenerator:
             raise VibganError(f"sample: rpm must be a shaft speed in 0-100000 rpm, got {rpm!r}")
         if not math.isfinite(load_hp) or load_hp < 0 or load_hp > 10_000:
             raise VibganError(f"sample: load_hp must be a non-negative load in hp, got {load_hp!r}")
+        self._warn_outside(label, rpm, load_hp)
         hop = getattr(self.model, "hop", None)
         if hop is None and length != self.length:
             raise VibganError(f"sample: this dense generator produces exactly {self.length} samples, not {length}")
@@ -83,6 +89,33 @@ class TrainedGenerator:
             raise VibganError(
                 f"sample: length must be a multiple of {hop} between {hop} and {64 * self.length} samples, got {length}")
         return n, rpm, load_hp, length
+
+    def outside(self, label: str, rpm: float, load_hp: float) -> str | None:
+        """How far (rpm, load_hp) lies outside the conditions ``label`` was trained at, in words, or None inside
+        them (2 % tolerance on the speed range; loads as recorded)."""
+        seen = self.conditions.get(label) or []
+        if not seen:
+            return None
+        rpms, loads = [float(c[0]) for c in seen], [float(c[1]) for c in seen]
+        lo, hi = min(rpms), max(rpms)
+        parts = []
+        if rpm < 0.98 * lo or rpm > 1.02 * hi:
+            edge = lo if rpm < lo else hi
+            span = f"{lo:g} rpm" if lo == hi else f"{lo:g}-{hi:g} rpm"
+            parts.append(f"{rpm:g} rpm is {abs(rpm - edge) / edge:.0%} {'below' if rpm < lo else 'above'} {span}")
+        if all(abs(load_hp - x) > 1e-9 for x in loads):
+            parts.append(f"load {load_hp:g} hp was never recorded (trained at {', '.join(f'{x:g}' for x in sorted(set(loads)))} hp)")
+        return "; ".join(parts) or None
+
+    def _warn_outside(self, label: str, rpm: float, load_hp: float) -> None:
+        """Warn once per (class, condition) when sampling outside the training conditions: extrapolation."""
+        how = self.outside(label, rpm, load_hp)
+        warned = self.__dict__.setdefault("_warned", set())
+        if how is None or (label, rpm, load_hp) in warned:
+            return
+        warned.add((label, rpm, load_hp))
+        warnings.warn(f"sample: class {label!r} outside its training conditions: {how}; the output is "
+                      "extrapolated, check its spectra before use", ExtrapolationWarning, stacklevel=4)
 
     def iter_samples(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
                      seed: int | None = None, length: int | None = None, batch_size: int = 64):
@@ -132,7 +165,6 @@ class TrainedGenerator:
         gives the same output. Requests over 2 GiB are refused: use iter_samples or pipelines/generate.py.
         """
 
-
         n, _, _, length = self._check_request(label, n, rpm, load_hp, length)
         nbytes = n * length * len(self.channels) * 4
         if nbytes > MAX_SAMPLE_BYTES:
@@ -145,7 +177,6 @@ class TrainedGenerator:
     # ---- persistence: safetensors weights + JSON, no pickle -------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``generator.safetensors`` and ``generator.json`` into ``directory`` (created)."""
-
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -171,7 +202,6 @@ class TrainedGenerator:
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> TrainedGenerator:
         """Load a generator saved by ``save``: safetensors weights and JSON only, nothing executed."""
-
 
         directory = Path(directory)
         wpath, mpath = directory / "generator.safetensors", directory / "generator.json"

@@ -195,7 +195,6 @@ def check_untrusted(root: Path) -> None:
 def _generator_dir(root: Path) -> Path:
     """The generator directory of a local model: ``root`` itself, or the pyfunc data of an MLflow model."""
 
-
     if (root / "generator.safetensors").exists() or (root / "generator.json").exists():
         return root
     mlmodel = root / "MLmodel"

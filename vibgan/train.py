@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 
 from vibgan import distributed, losses
 from vibgan.calibrate import calibrate_equalizer, calibrate_variety, evaluate_lsd
-from vibgan.checkpoints import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_checkpoints
+from vibgan.checkpoints import (
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    require_checkpoint,
+    save_checkpoint,
+    set_aside_checkpoints,
+)
 from vibgan.config import Config, TrainConfig, to_dict
 from vibgan.datasets import TrainData
 from vibgan.device import PRECISIONS, pick_device
@@ -94,11 +101,7 @@ def build(cfg: Config, data: TrainData, device: torch.device, ctx: distributed.C
 
 def resume_from(state: TrainState, ckpt_dir: Path, classes: list[str], ctx: distributed.Context, rank_seed: int) -> Path:
     """Load the newest checkpoint in ``ckpt_dir`` into ``state``; a clear TrainingError when it does not fit."""
-    found = latest_checkpoint(ckpt_dir)
-    if found is None:
-        aside = " (an earlier run's are in previous/: move them back to continue it)" \
-            if any((ckpt_dir / "previous").glob("ckpt_*.pt")) else ""
-        raise TrainingError(f"--resume: no checkpoint in {ckpt_dir}{aside}; start without --resume")
+    found = require_checkpoint(ckpt_dir)
     sd = load_checkpoint(found)
     saved = json.loads(sd.get("extra", "{}"))
     if saved.get("classes") != classes:
