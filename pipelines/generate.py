@@ -121,23 +121,25 @@ def plan(gen, args: argparse.Namespace) -> list[dict]:
 def check_space(jobs: list[dict], channels: int, args: argparse.Namespace) -> int:
     """Bytes the outputs need; VibganError when the disk holding them has less free space."""
     from vibgan.errors import VibganError
+    from vibgan.exchange import GeneratedWriter
 
-    per = channels * jobs[0]["length"] * 4
+    length = jobs[0]["length"]
+    per = channels * length * 4
     total_n = sum(j["n"] for j in jobs)
     need = {}
-    targets = [(Path(args.out), 1.02)]
+    targets = [(Path(args.out), GeneratedWriter.file_bytes(total_n, channels, length))]  # whole HDF5 chunks
     if args.parquet:
-        targets.append((Path(args.parquet), 1.0))  # float32 lists, usually smaller once compressed
+        targets.append((Path(args.parquet), total_n * (per + 256)))  # float32 lists, usually smaller compressed
     if args.wav_dir:
-        targets.append((Path(args.wav_dir), 1.0))
+        targets.append((Path(args.wav_dir), total_n * (per + 256)))
         if total_n > MAX_WAV_FILES:
             raise VibganError(f"--wav-dir: {total_n} segments would make {total_n} WAV files (limit {MAX_WAV_FILES}); "
                               "use the HDF5 or Parquet output for large sets")
-    for path, factor in targets:
+    for path, nbytes in targets:
         parent = _existing(path.resolve().parent)  # temp files are written beside the target
         dev = os.stat(parent).st_dev
         need.setdefault(dev, [parent, 0])
-        need[dev][1] += int(total_n * (per * factor + 256))
+        need[dev][1] += int(nbytes)
     for parent, nbytes in need.values():
         free = shutil.disk_usage(parent).free
         if nbytes > free:
@@ -219,7 +221,8 @@ def write_all(gen, jobs: list[dict], args: argparse.Namespace, prov: dict) -> No
     total = sum(j["n"] for j in jobs)
     pq = _ParquetOut(Path(args.parquet), gen.channels) if args.parquet else None
     wav = _WavOut(Path(args.wav_dir), gen.fs) if args.wav_dir else None
-    writer = GeneratedWriter(args.out, gen.fs, gen.channels, length, units=gen.units, provenance=prov)
+    writer = GeneratedWriter(args.out, gen.fs, gen.channels, length, units=gen.units, provenance=prov,
+                             expected_rows=total)
     try:
         with tqdm(total=total, unit="seg", desc="generate", disable=args.no_progress, dynamic_ncols=True) as bar:
             for j in jobs:

@@ -272,3 +272,39 @@ def test_sampling_outside_the_training_conditions_warns_once_with_how_far(tmp_pa
     with pytest.warns(ExtrapolationWarning, match=r"load 2 hp was never recorded \(trained at 0 hp\)"):
         g.sample("normal", 1, rpm=1800, load_hp=2.0, seed=0)
     assert g.outside("inner", 1500, 0.0) == "1500 rpm is 17% below 1800 rpm"
+
+
+def test_a_pickle_in_place_of_the_weights_is_named_as_such(tmp_path):
+    import pickle
+    import shutil
+
+    from vibgan.errors import ModelError
+    from vibgan.generator import TrainedGenerator
+
+    d = tmp_path / "g"
+    shutil.copytree(FIXTURE_GENERATOR, d)
+    (d / "generator.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(ModelError, match=r"generator\.safetensors: not a safetensors file \(it holds a Python pickle\)"):
+        TrainedGenerator.load(d)
+    (d / "generator.safetensors").write_bytes(b"PK\x03\x04" + bytes(64))
+    with pytest.raises(ModelError, match="zip archive"):
+        TrainedGenerator.load(d)
+
+
+@pytest.mark.parametrize("n", [3, 40, 700])
+def test_the_size_estimate_matches_the_file_written(tmp_path, n):
+    from vibgan.exchange import GeneratedWriter
+
+    c, t = 1, 1024
+    w = GeneratedWriter(tmp_path / "x.h5", 12000.0, c, t, expected_rows=n)
+    w.append(np.zeros((n, c, t), dtype=np.float32) + 0.5, "inner", 1800.0, 0.0)
+    w.close()
+    actual, estimate = (tmp_path / "x.h5").stat().st_size, GeneratedWriter.file_bytes(n, c, t)
+    assert actual <= estimate <= 2 * actual + 128 * 1024, (actual, estimate)  # never short, never 16 x over
+    assert oct((tmp_path / "x.h5").stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # like any new file
+
+
+def _umask() -> int:
+    from vibgan.files import umask
+
+    return umask()

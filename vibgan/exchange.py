@@ -146,10 +146,24 @@ class GeneratedWriter:
     units : physical units of the signals ("g").
     provenance : JSON-serialisable dict (model URI and version, config, seed, ...).
     compression : h5py compression for ``signals`` (None, "gzip", "lzf").
+    expected_rows : how many signals will be appended, if known: chunks are no larger than that.
     """
+    @staticmethod
+    def chunk_rows(channels: int, length: int, expected_rows: int | None = None) -> int:
+        """Segments per HDF5 chunk of ``signals``: about 1 MiB, and no more than ``expected_rows`` (a file holds
+        whole chunks, so a small set in 1 MiB chunks would take 1 MiB)."""
+        rows = max(1, (1 << 20) // (4 * channels * length))
+        return min(rows, max(1, int(expected_rows))) if expected_rows else rows
+
+    @staticmethod
+    def file_bytes(n: int, channels: int, length: int) -> int:
+        """About the size of a file of ``n`` segments as this writer lays it out (whole chunks, labels, attributes)."""
+        rows = GeneratedWriter.chunk_rows(channels, length, n)
+        return -(-n // rows) * rows * channels * length * 4 + n * 64 + 64 * 1024
+
     def __init__(self, path: str | os.PathLike, fs: float, channels: int | Sequence[str], length: int, *,
                  units: str = "g", provenance: Mapping[str, Any] | None = None,
-                 compression: str | None = None) -> None:
+                 compression: str | None = None, expected_rows: int | None = None) -> None:
         self.path = Path(path)
         src = str(self.path)
         self.fs = positive_fs(fs, src, "fs")
@@ -167,7 +181,7 @@ class GeneratedWriter:
         except OSError as exc:
             raise DataError(f"{src}: cannot create a temporary file beside it ({exc})") from None
         c, t = len(self.channel_names), self.length
-        rows = max(1, (1 << 20) // (4 * c * t))  # ~1 MiB chunks
+        rows = self.chunk_rows(c, t, expected_rows)
         self._rows = rows
         try:
             self._f.create_dataset("signals", shape=(0, c, t), maxshape=(None, c, t), dtype=np.float32,

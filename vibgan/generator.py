@@ -34,6 +34,21 @@ MAX_SAMPLE_BYTES = 2 * 1024**3
 LATENT_BLOCK = 64
 
 
+def _not_safetensors(path: Path) -> str | None:
+    """None when ``path`` starts like a safetensors file (an 8-byte little-endian header length, then that many
+    bytes of JSON that fit in the file); else what it looks like instead."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+        size = os.fstat(fh.fileno()).st_size
+    if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
+        return "it holds a Python pickle"
+    if head[:4] == b"PK\x03\x04":
+        return "it is a zip archive, as torch.save writes"
+    if len(head) < 9 or head[8:9] != b"{" or int.from_bytes(head[:8], "little") > size - 8:
+        return "no safetensors header"
+    return None
+
+
 class ExtrapolationWarning(UserWarning):
     """A generator was asked for a condition (speed, load) outside those its class was trained at."""
 
@@ -221,9 +236,12 @@ class TrainedGenerator:
                 raise TypeError(f"conditions: expected a table label -> [[rpm, load_hp], ...], got {meta['conditions']!r}")
         except Exception as e:  # noqa: BLE001 (anything that fails to build from this untrusted description)
             raise ModelError(f"{mpath}: not a valid vibgan generator description ({type(e).__name__}: {e})") from None
+        kind = _not_safetensors(wpath)
+        if kind is not None:
+            raise ModelError(f"{wpath}: not a safetensors file ({kind}); vibgan saves weights as safetensors only, "
+                             "so this file was replaced: save the generator again; nothing was loaded")
         want = meta.get("weights_sha256")
         if want is not None:
-
             if sha256_file(wpath) != want:
                 raise ModelError(f"{wpath}: does not match {mpath.name} (weights_sha256 differs): the directory holds "
                                  "parts of two different saves; save the generator again")
