@@ -206,7 +206,7 @@ def plot_indicators(real: Sets, fake: Sets, path: str | Path, *, classes: Sequen
         if key == "kurtosis":
             ax.axhline(3.0, color="0.4", ls=":", lw=1)
         ax.set_xticks(pos)
-        ax.set_xticklabels(labels)
+        ax.set_xticklabels(labels, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center")
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
@@ -227,7 +227,7 @@ def plot_indicators(real: Sets, fake: Sets, path: str | Path, *, classes: Sequen
 
 def plot_spectrograms(real: Sets, fake: Sets, fs: float, path: str | Path, *, classes: Sequence[str] | None = None,
                       seed: int = 0, channel: int = 0, dynamic_db: float = 60.0,
-                      names: tuple[str, str] = ("real", "generated")) -> Path:
+                      names: tuple[str, str] = ("real", "generated"), units: str = "g") -> Path:
     """Spectrogram (dB) of one real and one generated segment per class, same colour scale per row."""
     plt = _plt()
     labels = _plot_classes(real, fake, classes)
@@ -248,10 +248,10 @@ def plot_spectrograms(real: Sets, fake: Sets, fs: float, path: str | Path, *, cl
             ax.set_title(f"{lab}: {who}", fontsize=9, loc="left", pad=2)
             if col == 0:
                 ax.set_ylabel("freq. (kHz)")
-        fig.colorbar(im, ax=list(axes[row]), pad=0.01, fraction=0.03, label="dB")
+        fig.colorbar(im, ax=list(axes[row]), pad=0.01, fraction=0.03, label=f"dB re 1 {units}²/Hz")
     for ax in axes[-1]:
         ax.set_xlabel("time (ms)")
-    fig.suptitle(f"Spectrograms (256-sample Hann, 75 % overlap, dB re 1 unit²/Hz): {names[0]} (left) vs "
+    fig.suptitle(f"Spectrograms (256-sample Hann, 75 % overlap, dB re 1 {units}²/Hz): {names[0]} (left) vs "
                  f"{names[1]} (right)", fontsize=11)
     return _save(fig, path)
 
@@ -272,7 +272,7 @@ def make_plots(real: Sets, fake: Sets, fs: float, out_dir: str | Path, *,
         "waveforms": plot_waveforms(real, fake, fs, out / "waveforms.png", classes=classes, seed=seed, units=units,
                                     names=short),
         "indicators": plot_indicators(real, fake, out / "indicators.png", classes=classes, units=units, names=names),
-        "spectrograms": plot_spectrograms(real, fake, fs, out / "spectrograms.png", classes=classes, seed=seed,
+        "spectrograms": plot_spectrograms(real, fake, fs, out / "spectrograms.png", classes=classes, seed=seed, units=units,
                                           names=short),
     }
 
@@ -464,7 +464,7 @@ def plot_samples(G: torch.nn.Module, data: TrainData, path: Path, seed: int, ste
         if len(rl):
             ax.plot(t, rl[0, 0], lw=0.5, color="0.55", label="real")
         ax.plot(t, fk[0, 0], lw=0.5, color="C3", alpha=0.85, label="generated")
-        ax.set_ylabel(f"{label}\n[{data.units}]")
+        ax.set_ylabel(f"{label}\n{conds[label][0][0]:g} rpm [{data.units}]")
         ax.legend(loc="upper right", fontsize=7)
         ax = axes[i, 1]
         seglen = min(256, data.length)
@@ -504,7 +504,8 @@ def plot_losses(history: dict[str, list[float]], path: Path) -> Path:
         if vals and any(v != 0 for v in vals):
             axes[0].plot(steps[: len(vals)], vals, label=name, lw=1)
     axes[0].set_xlabel("step")
-    axes[0].set_ylabel("loss")
+    axes[0].set_ylabel("loss (symmetric log scale)")
+    axes[0].set_yscale("symlog", linthresh=0.1)  # an early spike of 100s must not flatten the rest
     axes[0].legend(fontsize=8)
     axes[0].set_title("training losses")
     if history.get("lsd_db_max"):
