@@ -9,7 +9,7 @@ to MLflow.
     python pipelines/benchmark.py speed --quick         # tiny settings (the smoke test)
 
 Common options: --out DIR (default runs/benchmarks; JSON goes to DIR/<benchmark>.json), --tracking [URI]
-(log to MLflow: the URI, else MLFLOW_TRACKING_URI, else ./mlflow.db), --threads N (torch threads; default all
+(log to MLflow: the URI, else MLFLOW_TRACKING_URI, else the project's mlflow.db), --threads N (torch threads; default all
 cores), --cwru DIR (default ../shared/data/cwru/1797rpm or $VIBGAN_CWRU_DIR).
 """
 
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--out", default=str(DEFAULT_OUT), help="output folder for the JSON (default runs/benchmarks)")
         sp.add_argument("--tracking", nargs="?", const="", default=None, metavar="URI",
-                        help="log to MLflow (URI, else MLFLOW_TRACKING_URI, else ./mlflow.db); default: no tracking")
+                        help="log to MLflow (URI, else MLFLOW_TRACKING_URI, else the project's mlflow.db); default: no tracking")
         sp.add_argument("--experiment", default="vibgan-benchmarks", help="MLflow experiment (default vibgan-benchmarks)")
         sp.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
         sp.add_argument("--cwru", default=str(DEFAULT_CWRU), help="CWRU 0 hp folder (default ../shared/data/cwru/1797rpm)")

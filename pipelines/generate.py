@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parquet", help="also write a Parquet file: one row per segment, one list column per channel")
     p.add_argument("--wav-dir", help="also write one float32 WAV file per segment into this new folder")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default: MLFLOW_TRACKING_URI "
-                                          "or ./mlflow.db)")
+                                          "or mlflow.db in the project folder / VIBGAN_HOME)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -149,6 +149,21 @@ def check_space(jobs: list[dict], channels: int, args: argparse.Namespace) -> in
     return sum(v[1] for v in need.values())
 
 
+def writable(path: Path, flag: str) -> None:
+    """Create ``path``'s folder and prove a file can be written there (a probe file, removed), before any work
+    or message; remove what writers killed earlier (SIGKILL) left beside ``path``."""
+    from vibgan.errors import DataError
+    from vibgan.files import remove_stale_temps, temp_beside
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp_beside(path).unlink()
+    except OSError as e:
+        raise DataError(f"{flag} {path}: cannot write in the folder {path.parent} ({e.strerror or e})") from None
+    for tmp, size in remove_stale_temps(path):
+        print(f"removed {tmp} ({_size(size)}): a partial file left by an earlier run that was killed")
+
+
 def _existing(p: Path) -> Path:
     while not p.exists() and p != p.parent:
         p = p.parent
@@ -167,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import vibgan
-    from vibgan.errors import DataError
 
     check_request(args)
     if args.seed is None:
@@ -179,10 +193,9 @@ def run(args: argparse.Namespace) -> int:
     total = sum(j["n"] for j in jobs)
     length = jobs[0]["length"]
     out = Path(args.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"--out {out}: cannot create the folder {out.parent} ({e.strerror or e})") from None
+    for target, flag in ((out, "--out"), (Path(args.parquet) if args.parquet else None, "--parquet")):
+        if target is not None:
+            writable(target, flag)
     prov = provenance(gen, args, jobs)
     what = ", ".join(f"{j['label']} x {j['n']}" for j in jobs)
     print(f"generating {total} segments ({what}) of "
@@ -256,7 +269,7 @@ class _ParquetOut:
 
     def __init__(self, path: Path, channels: list[str]) -> None:
         from vibgan.errors import DataError
-        from vibgan.files import umask
+        from vibgan.files import temp_beside
 
         try:
             import pyarrow as pa
@@ -265,10 +278,7 @@ class _ParquetOut:
             raise DataError(f"--parquet {path}: needs pyarrow (pip install 'vibgan[parquet]')") from None
         self.pa, self.path, self.channels = pa, path, channels
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        os.chmod(self.tmp, 0o666 & ~umask())  # mkstemp makes 0600; the result should look like any new file
+        self.tmp = temp_beside(path)  # the umask's mode, and a pid in the name for remove_stale_temps
         fields = [("label", pa.string()), ("index", pa.int64()), ("rpm", pa.float64()), ("load_hp", pa.float64())]
         fields += [(f"signal_{c}", pa.list_(pa.float32())) for c in channels]
         self.schema = pa.schema(fields)

@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="output directory (out)")
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--steps", type=int, help="train.steps")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else mlflow.db in the project folder or VIBGAN_HOME)")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--no-report", action="store_true", help="skip the final fidelity report")
     return p.parse_args(argv)
@@ -131,23 +131,45 @@ def _tracker(cfg, args, data):
 
 
 def _register(cfg, result, report, tracker) -> None:
+    from vibgan.progress import Progress
     from vibgan.registry import log_generator
 
     if cfg.tracking.enabled:
-        info = log_generator(tracker, result, cfg, report)
+        info = log_generator(tracker, result, cfg, report, progress=Progress("registration", 4, enabled=cfg.train.progress))
         if info:
             print(f"  registered:  {info}")
 
 
+def real_side(cfg, data) -> str:
+    """One sentence for the report: what the 'real' segments the generator is judged against are."""
+    held = f"the last {100 * (1 - cfg.data.train_fraction):.0f} % of each recording, never seen in training"
+    if cfg.data.source == "simulated":
+        return (f"held-out output of vibgan's bearing simulator ({held}): the default configuration trains and "
+                "judges on simulated recordings, not on measurements. Train on your own recordings "
+                "(configs/template.toml) to judge against real vibration.")
+    return f"recorded vibration from {cfg.data.manifest or cfg.data.path or cfg.data.source} ({held})"
+
+
 def _report(cfg, data, result, tracker):
+    from vibgan.progress import Progress
     from vibgan.report import write_report
     from vibgan.validate import fidelity_report, fidelity_sets
 
     t0 = time.perf_counter()
+    on = cfg.train.progress
+    print(f"report: generating {cfg.validate.n_fake} segments per class and speed to judge against the real "
+          "held-out part", file=sys.stderr, flush=True)
     real, real_train, fake, fcs = fidelity_sets(result.generator, data, cfg.validate.n_fake, seed=cfg.train.seed)
+    prov = getattr(tracker, "dicts", {}).get("data/provenance.json") or {}
+    meta = {"real": real_side(cfg, data), "generator": str(result.generator_dir.resolve()),
+            "steps": result.steps, "device": result.device, "data source": cfg.data.source,
+            "run id": getattr(tracker, "run_id", None) or "not tracked",
+            "data provenance": _provenance_line(result.out_dir, prov)}
     report = fidelity_report(real, fake, data.fs, real_train=real_train, fault_freqs=fcs,
-                             thresholds=cfg.validate, c2st=cfg.validate.c2st, seed=cfg.train.seed)
-    out = write_report(report, result.out_dir / "report", real=real, fake=fake, fault_freqs=fcs)
+                             thresholds=cfg.validate, c2st=cfg.validate.c2st, seed=cfg.train.seed, meta=meta,
+                             progress=Progress("evaluation", 1, enabled=on))
+    out = write_report(report, result.out_dir / "report", real=real, fake=fake, fault_freqs=fcs,
+                       progress=Progress("report", 1, enabled=on))
     for path in sorted(Path(out).glob("*")):
         if path.is_file():
             tracker.log_artifact(path, "report")
@@ -157,6 +179,17 @@ def _report(cfg, data, result, tracker):
     print(f"fidelity report ({time.perf_counter() - t0:.0f} s): {Path(out).resolve() / 'report.html'}  "
           f"[{'PASS' if report.passed else 'some checks fail'}]")
     return report
+
+
+def _provenance_line(out: Path, prov: dict) -> str:
+    """Where the data provenance was written, and its gist (source, recordings, split)."""
+    path = out / "logged" / "data" / "provenance.json"
+    if not prov and not path.is_file():
+        return "not recorded (run without tracking)"
+    recs = prov.get("recordings") or []
+    gist = (f"{prov.get('source', '?')} data, {len(recs)} recordings, {len(prov.get('classes') or [])} classes, "
+            f"split {(prov.get('split') or {}).get('method', '?')} {(prov.get('split') or {}).get('fractions', '')}")
+    return f"{gist}; the full record (files, hashes, conditions) is {path.resolve()} and the run's data/provenance.json"
 
 
 def _sinusoid_summary(result) -> None:

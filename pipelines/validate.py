@@ -4,6 +4,7 @@
     python pipelines/validate.py --real ../shared/data/cwru/1797rpm --fake generated.h5 --out runs/val
     python pipelines/validate.py --real ../shared/data/cwru/1797rpm --real-vs-real --out runs/rvr
     python pipelines/validate.py --real DIR --model runs/default/generator --n 256 --out runs/val
+    python pipelines/validate.py --config configs/default.toml --fake fake.h5 --out runs/val   # the data a config trains on
 
 By default each real recording is split in time: the held-out last 30 % gives the reference segments
 (non-overlapping windows), the first 70 % gives the floor (what two honest samples of reality differ by).
@@ -21,7 +22,12 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", help="directory or file of real recordings (any format vibgan.recordings.load reads)")
+    real = p.add_mutually_exclusive_group()
+    real.add_argument("--real", help="directory or file of real recordings (any format vibgan.recordings.load reads)")
+    real.add_argument("--config", help="a training config (TOML): the real recordings are the ones it trains on "
+                      "(simulated, files or a manifest), at its data.fs, with its train fraction")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --config: override a config value, as in train.py")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--fake", help="generated-data HDF5 file (exchange format: signals, labels, fs)")
     src.add_argument("--model", help="generator to sample from (directory or registered-model URI)")
@@ -38,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=256, help="--model: generated segments per class (default 256)")
     p.add_argument("--fs", type=float, help="resample the real recordings to this rate in Hz (resample_poly; "
                    "default: each file's own rate, which must then agree, e.g. 12000 for the CWRU folder)")
-    p.add_argument("--geometry", default="6205", help="bearing geometry for fault frequencies (default 6205)")
+    p.add_argument("--geometry", help="bearing geometry for fault frequencies (default 6205, or the --config's)")
     p.add_argument("--no-c2st", action="store_true", help="skip the classifier two-sample test")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--seed", type=int, default=0)
@@ -49,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.geometry_given = args.geometry is not None
+    args.geometry = args.geometry or "6205"
     from vibgan.errors import run_cli
 
     return run_cli(lambda: _moved() if args.benchmark else run(args))
@@ -80,13 +88,17 @@ def _load_real(args: argparse.Namespace, channels: list[str] | None, n_channels:
     from vibgan import catalog
     from vibgan.errors import DataError
 
-    if not args.real:
-        raise DataError("--real: expected a directory or file of real recordings")
-    path = Path(args.real)
-    if not path.exists():
-        raise DataError(f"--real {path}: not found")
-    recs = catalog.load_many(path if path.is_dir() else [path], channels=channels, classes=args.classes,
-                             fs=args.fs)
+    if args.config:
+        recs = _config_recordings(args, channels)
+        path = Path(args.config)
+    else:
+        if not args.real:
+            raise DataError("--real: expected a directory or file of real recordings (or --config)")
+        path = Path(args.real)
+        if not path.exists():
+            raise DataError(f"--real {path}: not found")
+        recs = catalog.load_many(path if path.is_dir() else [path], channels=channels, classes=args.classes,
+                                 fs=args.fs)
     if channels is not None:
         return recs
     if n_channels is not None:
@@ -104,6 +116,41 @@ def _load_real(args: argparse.Namespace, channels: list[str] | None, n_channels:
     print(f"note: recordings have different channel counts; comparing their common channel {common[0]!r} "
           "(choose with --channels)")
     return [_select(r, [list(r.meta["sensor"]).index(common[0])]) for r in recs]
+
+
+def _config_recordings(args: argparse.Namespace, channels: list[str] | None):
+    """The recordings ``--config`` trains on (vibgan.datasets.load_recordings), with --classes / --channels applied."""
+    from vibgan.config import load_config
+    from vibgan.datasets import load_recordings
+    from vibgan.errors import DataError
+
+    cfg = load_config(args.config, list(args.overrides))
+    if cfg.data.source == "sinusoid":
+        raise DataError(f"--config {args.config}: data.source = 'sinusoid' has no recordings to validate against")
+    recs = load_recordings(cfg)
+    if args.classes:
+        recs = [r for r in recs if r.label in set(args.classes)]
+        if not recs:
+            raise DataError(f"--config {args.config}: none of --classes {args.classes} is among its recordings")
+    if channels:
+        names = list(recs[0].meta.get("sensor") or [])
+        missing = [c for c in channels if c not in names]
+        if missing:
+            raise DataError(f"--config {args.config}: channels {missing} not among its recordings' {names}")
+        recs = [_select(r, [list(r.meta.get("sensor") or names).index(c) for c in channels]) for r in recs]
+    if args.fs and abs(recs[0].fs - args.fs) > 1e-6 * args.fs:
+        raise DataError(f"--fs {args.fs:g}: with --config the rate is the config's data.fs ({recs[0].fs:g} Hz); "
+                        "set it with --set data.fs=...")
+    args.train_fraction = cfg.data.train_fraction
+    args.test_fraction = 1.0 - cfg.data.train_fraction
+    args.geometry = args.geometry if args.geometry_given else _config_geometry(cfg)
+    return recs
+
+
+def _config_geometry(cfg):
+    from vibgan.config import geometry_of
+
+    return geometry_of(cfg.data)
 
 
 def _fractions(args: argparse.Namespace) -> tuple[float, float, float]:
@@ -125,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from vibgan.exchange import read_generated
     from vibgan.report import write_report
 
-    meta: dict = {"real": str(args.real)}
+    meta: dict = {"real": f"the recordings {args.config} trains on" if args.config else str(args.real)}
     units = "g"
     fake = gen_model = None
     if args.fake:
@@ -167,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     if fake is not None:
         unknown = sorted(set(fake) - set(real_test), key=label_sort_key)
         if unknown and args.classes is None:
-            raise DataError(f"{args.fake}: labels {unknown} have no real recording under {args.real}; real labels "
+            raise DataError(f"{args.fake}: labels {unknown} have no real recording under {args.real or args.config}; real labels "
                             f"are {sorted(real_test, key=label_sort_key)} (or pick --classes)")
         keep = [c for c in fake if c in real_test]
         if not keep:

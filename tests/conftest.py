@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# the default local MLflow store lives in the project folder (vibgan.tracking.store_home); tests that do not name
+# a store get a throwaway one, so the suite never writes runs into the developer's mlflow.db
+os.environ["VIBGAN_HOME"] = tempfile.mkdtemp(prefix="vibgan-test-home-")
 
 ROOT = Path(__file__).resolve().parents[1]
 CWRU_DIR = Path(os.environ.get("VIBGAN_CWRU_DIR", ROOT.parent / "shared" / "data" / "cwru" / "1797rpm"))

@@ -452,16 +452,38 @@ def test_unreachable_server_fails_fast_with_the_uri(tmp_path):
     assert not (tmp_path / "mlflow_run.json").exists()
 
 
-def test_default_store_is_sqlite_in_the_working_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_default_store_is_the_same_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("VIBGAN_HOME", raising=False)
+    root = Path(tracking.__file__).resolve().parents[1]  # the clone this vibgan is installed from
+    uris = set()
+    for where in (tmp_path, root, root / "pipelines"):
+        monkeypatch.chdir(where)
+        uris.add(tracking.resolve_tracking_uri(""))
+    assert uris == {f"sqlite:///{root / 'mlflow.db'}"}
+    assert tracking._artifact_location(uris.pop()) == (root / "mlartifacts").as_uri()
+    monkeypatch.setenv("VIBGAN_HOME", str(tmp_path / "home"))
     uri = tracking.resolve_tracking_uri("")
-    assert uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert tracking._artifact_location(uri) == (tmp_path.resolve() / "mlartifacts").as_uri()
+    assert uri == f"sqlite:///{(tmp_path / 'home').resolve() / 'mlflow.db'}"
+    with pytest.raises(TrackingError, match=r"no MLflow store at .*home/mlflow.db \(the default local store in VIBGAN_HOME"):
+        tracking.require_existing_store(uri)
+    assert not (tmp_path / "home").exists()  # looking created nothing
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
     assert tracking.resolve_tracking_uri("") == "http://tracking.example:5000"
+    tracking.require_existing_store("http://tracking.example:5000")  # servers are asked, not looked for
     assert tracking.resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
     assert tracking.redact("https://me:secret@host/x") == "https://me:***@host/x"
+
+
+def test_loading_from_a_missing_store_says_where_it_looked(tmp_path, monkeypatch):
+    from vibgan.registry import load_generator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("VIBGAN_HOME", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TrackingError, match="no MLflow store at .*nowhere/mlflow.db"):
+        load_generator("models:/vibgan-sim@champion")
+    assert not any(tmp_path.iterdir())  # no empty mlflow.db left behind, here or there
 
 
 # --------------------------------------------------------------------------------------------------

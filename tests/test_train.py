@@ -514,12 +514,66 @@ def test_cli_resume_without_a_checkpoint_leaves_nothing_behind(tmp_path, monkeyp
 
     cli = load_script("pipelines/train.py")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("VIBGAN_HOME", str(tmp_path / "home"))
     out = tmp_path / "run"
     assert cli.main(["--resume", "--out", str(out), "--set", "train.steps=2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --resume: no checkpoint in") and err.count("\n") == 1
-    assert not out.exists() and not (tmp_path / "mlflow.db").exists()  # no MLflow run, no files
+    assert not out.exists() and not (tmp_path / "home").exists()  # no MLflow run, no files
     assert cli._interrupted(out) == "interrupted before the first checkpoint: nothing to resume; rerun without --resume"
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "ckpt_00000200.pt").write_bytes(b"x")
     assert "ckpt_00000200.pt) is intact; rerun with --resume" in cli._interrupted(out)
+
+
+def test_calibration_reuses_the_network_pass_and_matches_generate(tmp_path, one_torch_thread):
+    """calibrate._Sources gives generate()'s output exactly, and a trial that changes only the impulse gain,
+    the segment gain or the equaliser costs no new network pass; temperature and slip do."""
+    import torch
+    from helpers import tiny_config
+
+    from vibgan.calibrate import _eq_sets, _Sources
+    from vibgan.datasets import prepare_data
+    from vibgan.generator import generate
+    from vibgan.networks import build_models
+
+    cfg = tiny_config(tmp_path, extra=["model.variety=true", "model.impulse_taps=32"])
+    data = prepare_data(cfg)
+    G, _ = build_models(cfg.model, n_classes=len(data.classes), channels=len(data.channels), length=data.length,
+                        fs=data.fs)
+    G.eval()
+    with torch.no_grad():
+        G.eq.log_gain.normal_(0, 0.3)
+        G.impulse_gain.fill_(1.7)
+        sets = _eq_sets(G, data, seed=5, iters=2, n_per_group=3)
+        outputs = _Sources(G, sets, chunk=4)
+        first = [outputs(i) for i in range(2)]
+        for i, (latent, y, c) in enumerate(sets):
+            assert torch.equal(first[i], generate(G, latent, y, c, chunk=4))
+        assert outputs.passes == 2
+        G.impulse_gain.fill_(0.5)
+        G.segment_mode.normal_(0, 0.1)
+        G.eq.log_gain.add_(0.2)
+        assert torch.equal(outputs(1), generate(G, *sets[1], chunk=4)) and outputs.passes == 2  # cached
+        G.temperature.fill_(1.4)
+        x = outputs(0)
+        assert outputs.passes == 3 and torch.equal(x, generate(G, *sets[0], chunk=4))
+        assert not torch.allclose(x, first[0])
+
+
+def test_the_fft_equaliser_is_the_direct_convolution():
+    from vibgan.networks import ClassEqualizer, _fast_len
+
+    assert [_fast_len(n) for n in (4352, 1280, 100, 4097)] == [4374, 1280, 100, 4320]
+    eq = ClassEqualizer(3, 64)
+    with torch.no_grad():
+        eq.log_gain.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(5, 2, 1000, generator=torch.Generator().manual_seed(1))
+    x[:, :, :10] = 30.0  # the zero padding at the ends matters: no wrap-around from the other end
+    y = torch.tensor([0, 1, 2, 1, 0])
+    extra = torch.randn(5, 33, generator=torch.Generator().manual_seed(2)) * 0.1
+    ref = eq.forward_direct(x, y, extra)
+    out = eq(x, y, extra)
+    assert out.shape == x.shape and torch.allclose(out, ref, atol=1e-4 * ref.abs().max().item(), rtol=0)
+    assert not torch.allclose(out[:, :, -40:], torch.roll(ref, 7, dims=-1)[:, :, -40:], atol=1e-3)

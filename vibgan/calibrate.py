@@ -4,39 +4,95 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
 from vibgan import losses
 from vibgan.datasets import TrainData
-from vibgan.generator import generate
+from vibgan.generator import GENERATE_CHUNK, generate
 from vibgan.losses import PSD_NPERSEG, psd_band
+from vibgan.progress import Callback, callback
 
 
 @torch.no_grad()
-def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: int = 3, n_per_group: int = 32) -> None:
+def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: int = 3, n_per_group: int = 32,
+                        outputs: Callable[[int], torch.Tensor] | None = None) -> None:
     """Set the equalizer gains of ``G`` (in place) so each class's mean PSD meets the real one.
 
     The equalizer is linear, so the correction is closed-form: add (dB_real - dB_generated) / 20 in
     log-amplitude per frequency, a few times because the FIR window smooths the gains. Used on the EMA
-    generator, whose body lags behind the live equalizer it was trained with.
+    generator, whose body lags behind the live equalizer it was trained with. ``outputs(i)``: G's output for
+    iteration i's latent set (``_eq_sets``), e.g. from a ``_Sources`` cache; default: generate it.
     """
     eq = getattr(G, "eq", None)
     if eq is None or data.length < eq.n_fft:
         return
-    device = data.signals.device
     k = len(data.classes)
-    real, ry, _, _ = data.sample(64 * k, torch.Generator(device=device).manual_seed(seed + 3))
-    real_db, _ = losses.class_log_psd(real, ry, k, data.fs, nperseg=eq.n_fft)  # (K, n_fft//2 + 1)
-    n_groups = len(data.group_names)
-    g = torch.arange(n_groups, device=device).repeat_interleave(n_per_group)
-    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    real_db = _eq_real_db(data, seed, eq.n_fft)
     for i in range(iters):
-        gen = torch.Generator(device=device).manual_seed(seed + 10 + i)
-        x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)
+        if outputs is None:
+            latent, y, c = _eq_sets(G, data, seed, iters, n_per_group, only=i)[0]
+            x = generate(G, latent, y, c)
+        else:
+            y, x = _eq_classes(data, n_per_group), outputs(i)
         fake_db, present = losses.class_log_psd(x, y, k, data.fs, nperseg=eq.n_fft)
         step = (real_db - fake_db) * (math.log(10) / 20)
         eq.log_gain[present] += step[present].to(eq.log_gain.dtype)
+
+
+def _eq_real_db(data: TrainData, seed: int, n_fft: int) -> torch.Tensor:
+    """Each class's mean log-PSD of real training windows, the equaliser's target: (K, n_fft // 2 + 1) dB."""
+    k = len(data.classes)
+    real, ry, _, _ = data.sample(64 * k, torch.Generator(device=data.signals.device).manual_seed(seed + 3))
+    return losses.class_log_psd(real, ry, k, data.fs, nperseg=n_fft)[0]
+
+
+def _eq_classes(data: TrainData, n_per_group: int) -> torch.Tensor:
+    """The class of each segment of an equaliser set: ``n_per_group`` per group, group after group."""
+    device = data.signals.device
+    return data.group_class.to(device)[torch.arange(len(data.group_names), device=device).repeat_interleave(n_per_group)]
+
+
+def _eq_sets(G: torch.nn.Module, data: TrainData, seed: int, iters: int, n_per_group: int,
+             only: int | None = None) -> list[tuple]:
+    """calibrate_equalizer's latent sets: ``n_per_group`` segments of every group for each iteration (or only
+    iteration ``only``), as (latent, y, cond)."""
+    device = data.signals.device
+    g = torch.arange(len(data.group_names), device=device).repeat_interleave(n_per_group)
+    y, c = data.group_class.to(device)[g], data.group_cond.to(device)[g]
+    return [(G.sample_latent(len(g), data.length, torch.Generator(device=device).manual_seed(seed + 10 + i), device),
+             y, c) for i in (range(iters) if only is None else [only])]
+
+
+class _Sources:
+    """G's outputs for fixed latent sets, computed from ``G.sources`` (the network's part) kept for the last
+    ``keep`` (temperature, slip_scale) settings, and ``G.finish`` (impulse gain, segment gain, equaliser) with
+    the current values: a knob trial that leaves temperature and slip alone costs no network pass. The result
+    is the one ``generate`` gives, chunk for chunk."""
+
+    def __init__(self, G: torch.nn.Module, sets: list[tuple], keep: int = 3, chunk: int = GENERATE_CHUNK) -> None:
+        self.G, self.sets, self.keep, self.chunk = G, sets, keep, chunk
+        self.cache: dict[tuple, dict[int, list]] = {}
+        self.passes = 0  # network passes over a whole set, for the tests and the benchmark
+
+    def _key(self) -> tuple:
+        return (tuple(self.G.temperature.tolist()), tuple(self.G.slip_scale.tolist()))
+
+    def __call__(self, i: int) -> torch.Tensor:
+        key = self._key()
+        entry = self.cache.pop(key, None) or {}
+        self.cache[key] = entry  # most recent last
+        while len(self.cache) > self.keep:
+            self.cache.pop(next(iter(self.cache)))
+        latent, y, c = self.sets[i]
+        n = self.chunk
+        if i not in entry:
+            entry[i] = [self.G.sources(tuple(p[a: a + n] for p in latent), y[a: a + n], c[a: a + n])
+                        for a in range(0, len(y), n)]
+            self.passes += 1
+        return torch.cat([self.G.finish(x, imp, tuple(p[a: a + n] for p in latent), y[a: a + n]).float()
+                          for a, (x, imp) in zip(range(0, len(y), n), entry[i])])
 
 
 #: calibrate_variety's grids: noise temperatures, speed-slip scales, segment-gain sizes in dB (RMS over
@@ -99,7 +155,8 @@ def local_spread(data: TrainData, seed: int, n_per_half: int = 64) -> torch.Tens
 
 @torch.no_grad()
 def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_group: int = 48, rounds: int = 2,
-                      grids: dict[str, tuple[float, ...]] | None = None) -> dict[str, dict[str, float]]:
+                      grids: dict[str, tuple[float, ...]] | None = None,
+                      progress: Callback | None = None) -> dict[str, dict[str, float]]:
     """Fit each class's variety knobs (``model.variety``, in place) on the training part: the noise temperature,
     the speed-slip scale, the size of the segment gain along the class's main mode (``variety_modes``) and,
     with an impulse path, the gain of its deterministic impacts against the network's noise-driven output.
@@ -112,11 +169,12 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
     kurtosis, the squared lsd from the training PSD in units of 1.5 dB, and small costs for moving away from
     the trained network (so a knob moves only where the data asks for it). The same noise serves every
     candidate. The equaliser is left as it was: calibrate it afterwards. Returns label -> the chosen values and
-    the predicted spread and kurtosis ratios and lsd_db.
+    the predicted spread and kurtosis ratios and lsd_db. ``progress(done, total, what)`` hears of every trial.
     """
     if not getattr(G, "variety", False):
         return {}
     grids = {**VARIETY_GRIDS, **(grids or {})}
+    report = callback(progress)
     device = data.signals.device
     k, n_groups = len(data.classes), len(data.group_names)
     real_db, real_logk, _, _ = data.group_statistics(seed=seed + 1)  # (G, F) dB, (G,)
@@ -129,6 +187,12 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
     base_gain = G.eq.log_gain.detach().clone()
     db_to_log = math.log(10) / 20
 
+    # the equaliser's three latent sets and the scoring set (the same noise for every candidate), with the
+    # network's part of each kept across trials that change only the impulse gain, segment gain or equaliser
+    eq_sets = _eq_sets(G, data, seed, 3, 32)
+    score_set = (G.sample_latent(len(g), data.length, torch.Generator(device=device).manual_seed(seed + 5), device), y, c)
+    outputs = _Sources(G, [*eq_sets, score_set])
+
     def evaluate(knobs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         G.eq.log_gain.copy_(base_gain)
         G.temperature.copy_(knobs["temperature"])
@@ -136,9 +200,8 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
         G.segment_mode.copy_(modes * (knobs["segment_gain_db"] * db_to_log).unsqueeze(-1))
         if "impulse_gain" in knobs:
             G.impulse_gain.copy_(knobs["impulse_gain"])
-        calibrate_equalizer(G, data, seed)
-        gen = torch.Generator(device=device).manual_seed(seed + 5)
-        x = generate(G, G.sample_latent(len(g), data.length, gen, device), y, c)  # (G * n, C, T)
+        calibrate_equalizer(G, data, seed, outputs=outputs)
+        x = outputs(len(eq_sets))  # (G * n, C, T)
         p = losses.segment_psd(x, data.fs, PSD_NPERSEG)
         fake_db, _ = losses.group_log_psd(p, g, n_groups)
         # the distance to a mean of n segments understates the spread by about sqrt(1 - 1/n)
@@ -161,15 +224,20 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
         knobs["impulse_gain"] = torch.ones(k, device=device)
     else:
         grids.pop("impulse_gain", None)
-    for _ in range(rounds):
+    total, done = rounds * sum(len(v) for v in grids.values()) + 1, 0
+    for r in range(rounds):
         for name, grid in grids.items():
             tried = []
             for v in grid:
+                report(done, total, f"variety knobs, round {r + 1}/{rounds}, {name} = {v:g}")
                 trial = {**knobs, name: torch.full((k,), float(v), device=device)}
                 tried.append(evaluate(trial)[0])
+                done += 1
             best = torch.stack(tried).argmin(dim=0)  # (K,)
             knobs[name] = torch.tensor(grid, device=device, dtype=torch.float32)[best]
+    report(done, total, "variety knobs, the chosen values")
     _, stats = evaluate(knobs)
+    report(total, total, "variety knobs chosen")
     G.eq.log_gain.copy_(base_gain)
     chosen: dict[str, dict[str, float]] = {}
     for ci, label in enumerate(data.classes):

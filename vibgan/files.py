@@ -32,20 +32,58 @@ def fsync_file(path: str | os.PathLike) -> None:
         os.fsync(fh.fileno())
 
 
+def temp_beside(path: str | os.PathLike) -> Path:
+    """A new empty temporary file beside ``path``: ``.<name>.pid<PID>.<random>.tmp``, with the umask's mode.
+    The writer's process id in the name lets ``remove_stale_temps`` tell a dead writer's leftovers from a live one's."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~umask())
+    return Path(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[tuple[Path, int]]:
+    """Delete the temporary files that writers of ``path`` killed without a chance to clean up (SIGKILL, power
+    loss) left beside it: those whose process (``temp_beside``'s pid) no longer runs. Returns (file, bytes) removed."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(f".{path.name}.pid*.tmp"):
+        pid = tmp.name[len(path.name) + 5:].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            size = tmp.stat().st_size
+            tmp.unlink()
+        except OSError:
+            continue
+        removed.append((tmp, size))
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, tmp_name: str | None = None) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to: on success it is fsynced and renamed over ``path`` (readers
     see the old file or the new one, never part of one); on any error it is removed and ``path`` is untouched.
 
-    ``tmp_name``: a fixed temporary name in the same folder (default: a unique ``.<name>.<random>.tmp``). The
+    ``tmp_name``: a fixed temporary name in the same folder (default: a unique one from ``temp_beside``). The
     result gets the permissions any new file gets (the umask), not ``mkstemp``'s 0600.
     """
     path = Path(path)
     parent = path.parent
     if tmp_name is None:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = temp_beside(path)
     else:
         tmp = parent / tmp_name
     try:

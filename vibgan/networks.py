@@ -142,10 +142,37 @@ class ClassEqualizer(nn.Module):
         return torch.cat([h[:, -half:], h[:, : half + 1]], dim=1) * self.window  # (B, n_fft + 1), symmetric
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, T) filtered by its class's FIR, zero-padded at both ends ('same' length): the linear
+        convolution, computed by FFT in float32 (8x cheaper than the direct 257-tap convolution on a CPU; the
+        kernel is symmetric, so convolution and PyTorch's correlation agree)."""
+        t, half = x.shape[-1], self.n_fft // 2
+        n = _fast_len(t + self.n_fft)
+        k = torch.fft.rfft(self.kernels(y, extra), n=n).unsqueeze(1)  # (B, 1, F)
+        out = torch.fft.irfft(torch.fft.rfft(x.float(), n=n) * k, n=n)[..., half: half + t]
+        return out.to(x.dtype)
+
+    def forward_direct(self, x: torch.Tensor, y: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """The same filter as a grouped direct convolution (the reference ``forward`` is tested against)."""
         b, c, t = x.shape
         k = self.kernels(y, extra).to(x.dtype).repeat_interleave(c, dim=0).unsqueeze(1)  # (B*C, 1, n_fft + 1)
         out = F.conv1d(x.reshape(1, b * c, t), k, padding=self.n_fft // 2, groups=b * c)
         return out.view(b, c, t)
+
+
+def _fast_len(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: an FFT size pocketfft and cuFFT handle at full speed."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 class ClassProjection(nn.Module):
@@ -160,7 +187,7 @@ class ClassProjection(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_classes, c_out))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(self.weight[y].to(x.dtype), x) + self.bias[y].to(x.dtype).unsqueeze(-1)
+        return torch.baddbmm(self.bias[y].to(x.dtype).unsqueeze(-1), self.weight[y].to(x.dtype), x)  # bias fused
 
 
 class ImpulsePath(nn.Module):
@@ -326,6 +353,13 @@ class ConvGenerator(nn.Module):
         return torch.cat([torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(-1, keepdim=True)) * ok], dim=1)
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.finish(*self.sources(latent, y, cond), latent, y)
+
+    def sources(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network's output and the impulse path's impacts before their gain and the equaliser:
+        ((B, C, T), (B, C, T) or None). They depend on the temperature and slip knobs, not on the impulse gain,
+        the segment gain or the equaliser, so calibration can reuse them (``finish`` does the rest)."""
         z, phase0, slip, fine = latent[:4]
         if self.variety:
             tau = self.temperature[y].to(z.dtype).view(-1, 1, 1)  # (B, 1, 1)
@@ -346,12 +380,18 @@ class ConvGenerator(nn.Module):
             for block in blocks:
                 h = block(h, e)
         x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
-        if self.impulse is not None:
-            freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
-            seg, jitter = latent[4], latent[5]
-            if self.variety:
-                seg, jitter = seg * tau[:, 0], jitter * tau
-            imp = self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+        if self.impulse is None:
+            return x, None
+        freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
+        seg, jitter = latent[4], latent[5]
+        if self.variety:
+            seg, jitter = seg * tau[:, 0], jitter * tau
+        return x, self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+
+    def finish(self, x: torch.Tensor, imp: torch.Tensor | None, latent: tuple[torch.Tensor, ...],
+               y: torch.Tensor) -> torch.Tensor:
+        """``sources``' outputs -> the generator's output: impacts at their gain added, then the equaliser."""
+        if imp is not None:
             if self.variety:
                 imp = imp * self.impulse_gain[y].to(x.dtype).view(-1, 1, 1)
             x = x + imp

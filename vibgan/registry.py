@@ -16,8 +16,16 @@ from urllib.parse import unquote, urlparse
 from vibgan.champion import CHAMPION_POLICIES, decide
 from vibgan.errors import ConfigError, ModelError, TrackingError
 from vibgan.generator import TrainedGenerator
+from vibgan.progress import Callback, callback
 from vibgan.serving import LOADER_MODULE, check_untrusted, input_example, load_checked, model_signature
-from vibgan.tracking import MlflowTracker, http_limits, redact, resolve_tracking_uri, short_reason
+from vibgan.tracking import (
+    MlflowTracker,
+    http_limits,
+    redact,
+    require_existing_store,
+    resolve_tracking_uri,
+    short_reason,
+)
 
 MODEL_ARTIFACT = "model"  # artifact path of the logged pyfunc model in a run, and <out>/mlflow_model locally
 
@@ -116,7 +124,8 @@ def save_model(generator_dir: str | Path, path: str | Path, *, card: str | None 
     return path
 
 
-def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None = None) -> str:
+def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None = None,
+                  progress: Callback | None = None) -> str:
     """Log the trained generator as an MLflow pyfunc model, register it, and set aliases.
 
     Writes ``<out>/mlflow_model`` first (so nothing depends on the store), logs it as the run artifact
@@ -125,8 +134,10 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
     ``passed-or-first`` (also when the model has no champion yet), ``always`` or ``never``; ``None``
     reads ``cfg.tracking.champion_if`` where the config has it. Returns a one-line summary such as
     ``models:/vibgan-sim/3 (aliases: candidate, champion)``; registry failures are reported in it,
-    never raised: the generator stays in ``result.generator_dir``.
+    never raised: the generator stays in ``result.generator_dir``. ``progress(done, total, what)`` hears of
+    each of the four stages (save, upload, register, aliases).
     """
+    tell = callback(progress)
     policy = champion_if or getattr(cfg.tracking, "champion_if", None) or "passed"
     if policy not in CHAMPION_POLICIES:
         raise ConfigError(f"champion_if = {policy!r}; expected one of {', '.join(CHAMPION_POLICIES)}")
@@ -135,6 +146,7 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
     run_id = tracker.run_id if is_mlflow else None
     prov = getattr(tracker, "dicts", {}).get("data/provenance.json")
     local = Path(result.out_dir) / "mlflow_model"
+    tell(0, 4, f"saving the MLflow model to {local}")
     try:
         save_model(result.generator_dir, local, card=model_card(result, cfg, report, prov, name=name, run_id=run_id))
     except Exception as e:
@@ -151,8 +163,10 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
     passed = None if report is None else bool(report.passed)
     try:
         with http_limits(2, 60):
+            tell(1, 4, "uploading the model to the run's artifacts")
             tracker._flush(force=True)
             client.log_artifacts(run_id, str(local), MODEL_ARTIFACT)
+            tell(2, 4, f"registering a new version of {name!r}")
             try:
                 client.create_registered_model(name, description="vibgan vibration-signal generators "
                                                "(pyfunc: DataFrame of label, n, rpm, load_hp, seed -> signals)")
@@ -168,6 +182,7 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
                                              description=f"{cfg.data.source} data, {result.steps} steps; fidelity "
                                                          f"{'passes' if passed else 'not passed' if passed is False else 'not measured'}")
             version = str(mv.version)
+            tell(3, 4, f"version {version}: waiting until it is ready, then setting the aliases")
             _wait_ready(client, name, version)
             client.set_registered_model_alias(name, "candidate", version)
             try:
@@ -186,6 +201,7 @@ def log_generator(tracker, result, cfg, report=None, *, champion_if: str | None 
                 f"in {result.generator_dir} and {local}; register it later with "
                 f"mlflow.register_model('runs:/{run_id}/{MODEL_ARTIFACT}', '{name}') once the artifact is logged")
     tracker.set_tags({"vibgan.registered_model": f"{name}/{version}"})
+    tell(4, 4, f"registered version {version}")
     summary = f"models:/{name}/{version} (aliases: {', '.join(aliases)})"
     if not crown:
         summary += f"; not champion: {why}" + (f"; champion stays version {current}" if current else "; no champion yet")
@@ -260,6 +276,7 @@ def load_generator(uri: str | Path, device: str = "cpu", *, tracking_uri: str | 
     from mlflow.exceptions import MlflowException
 
     turi = resolve_tracking_uri(tracking_uri)
+    require_existing_store(turi, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="vibgan-model-") as tmp:
         try:
             with http_limits(3, 60):

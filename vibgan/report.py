@@ -15,6 +15,7 @@ import torch
 
 from vibgan import spectral
 from vibgan.errors import VibganError
+from vibgan.progress import Callback, callback
 from vibgan.spectral import as_segments, mean_psd
 from vibgan.validate import FidelityReport, Sets, format_number
 
@@ -258,23 +259,33 @@ def plot_spectrograms(real: Sets, fake: Sets, fs: float, path: str | Path, *, cl
 
 def make_plots(real: Sets, fake: Sets, fs: float, out_dir: str | Path, *,
                fault_freqs: Mapping[str, float | None] | None = None, classes: Sequence[str] | None = None,
-               units: str = "g", seed: int = 0, names: tuple[str, str] = _NAMES) -> dict[str, Path]:
+               units: str = "g", seed: int = 0, names: tuple[str, str] = _NAMES,
+               progress: Callback | None = None) -> dict[str, Path]:
     """Every plot into ``out_dir``: name -> PNG path (psd, envelope, waveforms, indicators, spectrograms).
 
     ``names``: how the two sets are called in legends and titles (e.g. the real training part, real-vs-real).
+    ``progress(done, total, what)`` is told before each plot.
     """
     out = Path(out_dir)
     short = (names[0].split(" (")[0], names[1].split(" (")[0])
-    return {
-        "psd": plot_mean_psd(real, fake, fs, out / "psd.png", classes=classes, seed=seed, names=names, units=units),
-        "envelope": plot_envelope_spectra(real, fake, fs, fault_freqs or {}, out / "envelope.png", classes=classes,
-                                          seed=seed, names=names),
-        "waveforms": plot_waveforms(real, fake, fs, out / "waveforms.png", classes=classes, seed=seed, units=units,
-                                    names=short),
-        "indicators": plot_indicators(real, fake, out / "indicators.png", classes=classes, units=units, names=names),
-        "spectrograms": plot_spectrograms(real, fake, fs, out / "spectrograms.png", classes=classes, seed=seed, units=units,
-                                          names=short),
+    plots = {
+        "psd": lambda: plot_mean_psd(real, fake, fs, out / "psd.png", classes=classes, seed=seed, names=names,
+                                     units=units),
+        "envelope": lambda: plot_envelope_spectra(real, fake, fs, fault_freqs or {}, out / "envelope.png",
+                                                  classes=classes, seed=seed, names=names),
+        "waveforms": lambda: plot_waveforms(real, fake, fs, out / "waveforms.png", classes=classes, seed=seed,
+                                            units=units, names=short),
+        "indicators": lambda: plot_indicators(real, fake, out / "indicators.png", classes=classes, units=units,
+                                              names=names),
+        "spectrograms": lambda: plot_spectrograms(real, fake, fs, out / "spectrograms.png", classes=classes,
+                                                  seed=seed, units=units, names=short),
     }
+    report, done = callback(progress), {}
+    for i, (name, draw) in enumerate(plots.items()):
+        report(i, len(plots), f"plot {name} ({i + 1}/{len(plots)})")
+        done[name] = draw()
+    report(len(plots), len(plots), f"{len(plots)} plots drawn")
+    return done
 
 
 _PLOT_CAPTIONS = {
@@ -395,6 +406,7 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 (sampling rate {report.fs:g} Hz, {report.segment_length} samples = {1000 * report.segment_length / report.fs:.0f} ms
 per segment, {report.channels} channel(s)). A class passes when every judged check passes; green cells pass,
 red cells fail, grey cells are not judged.</p>
+{f"<p><b>What “real” means here:</b> {e(str(report.meta['real']))}</p>" if report.meta.get("real") else ""}
 <table><thead><tr><th>class</th><th>segments real / gen.</th><th>spectral distance dB (limit)</th>
 <th>floor dB</th><th>nearest real class</th><th>envelope hit rate gen. / real</th>
 <th>nearest envelope profile</th><th>kurtosis gen. / real</th>
@@ -412,18 +424,20 @@ def write_report(report: FidelityReport, out_dir: str | Path,
                  plots: Mapping[str, str | Path] | Sequence[str | Path] | bool | None = None, *,
                  real: Sets | None = None, fake: Sets | None = None,
                  fault_freqs: Mapping[str, float | None] | None = None, units: str = "g", seed: int = 0,
-                 names: tuple[str, str] = _NAMES, title: str = "vibgan fidelity report") -> Path:
+                 names: tuple[str, str] = _NAMES, title: str = "vibgan fidelity report",
+                 progress: Callback | None = None) -> Path:
     """Write ``report.json``, ``summary.md`` and a self-contained ``report.html`` into ``out_dir``; returns out_dir.
 
     ``plots``: name -> PNG path (as make_plots returns) or a list of PNG paths to embed; None (or True) with
-    ``real`` and ``fake`` given draws every plot into out_dir first (make_plots); False embeds none.
+    ``real`` and ``fake`` given draws every plot into out_dir first (make_plots, told ``progress``); False
+    embeds none.
     """
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if (plots is None or plots is True) and real is not None and fake is not None:
             plots = make_plots(real, fake, report.fs, out, fault_freqs=fault_freqs, classes=list(report.classes),
-                               units=units, seed=seed, names=names)
+                               units=units, seed=seed, names=names, progress=progress)
         elif plots is None or isinstance(plots, bool):
             plots = None
         report.to_json(out / "report.json")

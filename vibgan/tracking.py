@@ -25,7 +25,7 @@ from vibgan.files import write_text_atomic
 from vibgan.provenance import data_provenance, environment, pip_freeze, run_tags
 from vibgan.serving import _load_pyfunc  # noqa: F401  (models logged before vibgan.serving name loader_module vibgan.tracking)
 
-DEFAULT_DB = "mlflow.db"  # the local store, in the working directory
+DEFAULT_DB = "mlflow.db"  # the local store's database file, in store_home()
 
 
 DEFAULT_ARTIFACTS = "mlartifacts"  # artifacts of the local store, beside the database file
@@ -107,12 +107,45 @@ class MemoryTracker:
         self.status = status
 
 
+def store_home() -> Path:
+    """The folder of the default local store, the same from any working directory: ``VIBGAN_HOME`` if set,
+    else the project folder this vibgan was installed from (a clone: ``pyproject.toml`` beside the package),
+    else ``$XDG_DATA_HOME/vibgan`` (``~/.local/share/vibgan``) for a plain ``pip install``."""
+    env = os.environ.get("VIBGAN_HOME", "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    project = Path(__file__).resolve().parents[1]
+    if (project / "pyproject.toml").is_file() and (project / "vibgan" / "__init__.py").is_file():
+        return project
+    data_home = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(data_home).expanduser().resolve() / "vibgan"
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The tracking URI to use: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``."""
+    """The tracking URI to use: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<store_home()>/mlflow.db``."""
     uri = (uri or "").strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if uri:
         return uri
-    return "sqlite:///" + str(Path.cwd().resolve() / DEFAULT_DB)
+    return "sqlite:///" + str(store_home() / DEFAULT_DB)
+
+
+def where_looked(uri: str | None = None) -> str:
+    """How ``resolve_tracking_uri(uri)`` chose its store, for messages: which setting it came from."""
+    if (uri or "").strip():
+        return "given explicitly (--tracking-uri / tracking.uri)"
+    if os.environ.get("MLFLOW_TRACKING_URI", "").strip():
+        return "from MLFLOW_TRACKING_URI"
+    src = "VIBGAN_HOME" if os.environ.get("VIBGAN_HOME", "").strip() else "the project folder"
+    return f"the default local store in {src} (no --tracking-uri, tracking.uri or MLFLOW_TRACKING_URI set)"
+
+
+def require_existing_store(uri: str, given: str | None = None) -> None:
+    """For reading (``models:/``, ``runs:/``): a local sqlite store must exist; MLflow would create an empty one
+    and then report the model missing. Raises TrackingError saying where it looked."""
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise TrackingError(f"no MLflow store at {db} ({where_looked(given)}); train there first, or point "
+                            "--tracking-uri / MLFLOW_TRACKING_URI / VIBGAN_HOME at the store that holds the model")
 
 
 def redact(uri: str) -> str:
@@ -432,8 +465,8 @@ def _experiment_id(client, name: str, uri: str) -> str:
 def start_run(cfg, resume: bool = False, out_dir: str | Path | None = None, data=None) -> Tracker:
     """Open an MLflow run for a training run and log its config, tags and environment.
 
-    The store is ``cfg.tracking.uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` with
-    artifacts in ``<cwd>/mlartifacts``: no server needed. Raises TrackingError, before any training,
+    The store is ``cfg.tracking.uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<home>/mlflow.db`` with
+    artifacts in ``<home>/mlartifacts``, ``<home>`` being ``store_home()`` (the project folder): no server needed. Raises TrackingError, before any training,
     when the store does not answer. The run id goes to ``<out>/mlflow_run.json``; ``resume=True``
     reopens that run. ``data`` (a TrainData, or a dict) is logged as ``data/provenance.json``.
     """

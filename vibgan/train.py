@@ -38,6 +38,7 @@ from vibgan.errors import TrainingError
 from vibgan.generator import TrainedGenerator, generator_meta
 from vibgan.losses import FakeBatch, RealTargets, psd_band
 from vibgan.networks import build_models, count_parameters
+from vibgan.progress import Progress
 from vibgan.report import plot_losses, plot_samples
 from vibgan.spectral import IN_BAND
 from vibgan.tracking import NullTracker, Tracker
@@ -338,7 +339,8 @@ def finish(cfg: Config, data: TrainData, m: Models, tracker: Tracker, ctx: distr
                             "this is a bug: please report it with the config")
     g_final = copy.deepcopy(state.G_ema)
     t_variety = time.perf_counter()
-    variety = calibrate_variety(g_final, data, eval_seed)  # model.variety: per-class knobs, before the equaliser
+    lines = Progress("calibration", 1, enabled=cfg.train.progress and ctx.is_main)
+    variety = calibrate_variety(g_final, data, eval_seed, progress=lines)  # model.variety: per-class knobs, before the EQ
     t_variety = time.perf_counter() - t_variety
     calibrate_equalizer(g_final, data, eval_seed)
     if variety and ctx.is_main:

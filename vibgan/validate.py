@@ -24,6 +24,7 @@ from vibgan.bearing import FAULTS, GeometrySpec, characteristic_frequency
 from vibgan.classify import c2st_accuracy
 from vibgan.config import ValidateConfig
 from vibgan.errors import DataError, VibganError
+from vibgan.progress import Callback, callback
 from vibgan.spectral import as_segments
 from vibgan.windows import split_by_time, windows
 
@@ -451,7 +452,8 @@ def _checked_sets(real: Sets, fake: Sets, real_train: Sets | None) -> tuple[dict
 def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | None = None,
                     fault_freqs: Mapping[str, float | None] | None = None,
                     thresholds: ValidateConfig | Mapping[str, Any] | None = None, c2st: bool = True,
-                    seed: int = 0, meta: Mapping[str, Any] | None = None) -> FidelityReport:
+                    seed: int = 0, meta: Mapping[str, Any] | None = None,
+                    progress: Callback | None = None) -> FidelityReport:
     """Score generated segments against held-out real segments, class by class (docs/METRICS.md, metrics 1-8).
 
     Parameters
@@ -465,8 +467,10 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
     c2st : run the classifier two-sample test (one to a few seconds per class on one CPU core).
     seed : seed for subsampling, the C2ST network and the MMD permutations.
     meta : free-form provenance recorded in the report (paths, model URI, mode).
+    progress : ``progress(done, total, what)``, told before the real features and before each class.
     """
     fs = spectral._check_fs(fs)
+    report = callback(progress)
     cfg = _thresholds(thresholds)
     real_d, fake_d, train_d, (channels, length) = _checked_sets(real, fake, real_train)
     fault_freqs = dict(fault_freqs or {})
@@ -482,16 +486,20 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
         return float(fc)
 
     envelope_ok = length >= ENVELOPE_MIN_SAMPLES and fs / 2 > spectral.ENVELOPE_BAND[0]
+    total = len(fake_d) + 1
+    report(0, total, f"features of the real segments ({len(real_d)} classes)")
     real = _RealSide(fs, freqs, band, envelope_ok,
                      {lab: _features(a, fs, fc=fc_of(lab), full=lab in fake_d, profile=envelope_ok)
                       for lab, a in real_d.items()},
                      {lab: _features(a, fs, full=False, profile=envelope_ok) for lab, a in train_d.items()})
     classes: dict[str, ClassFidelity] = {}
-    for lab, fk in fake_d.items():
+    for i, (lab, fk) in enumerate(fake_d.items()):
+        report(i + 1, total, f"class {lab} ({i + 1}/{len(fake_d)}: spectra, envelope" + (", C2ST)" if c2st else ")"))
         c = _score_class(lab, fk, real, real_d, train_d, fc_of(lab), cfg, c2st=c2st, seed=seed)
         c.checks = {name: judge(c, cfg) for name, judge in CHECKS.items()}
         c.passes = all(v for v in c.checks.values() if v is not None)
         classes[lab] = c
+    report(total, total, f"{len(classes)} classes scored")
     return FidelityReport(fs=fs, segment_length=int(length), channels=int(channels), classes=classes,
                           thresholds=dataclasses.asdict(cfg), meta=dict(meta or {}))
 
