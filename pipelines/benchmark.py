@@ -7,6 +7,7 @@ to MLflow.
     python pipelines/benchmark.py augment               # CWRU augmentation: macro-F1 of one 1D CNN, 5 seeds
     python pipelines/benchmark.py fidelity              # train configs/cwru.toml, per-class fidelity, time to target
     python pipelines/benchmark.py speed --quick         # tiny settings (the smoke test)
+    python pipelines/benchmark.py first-run             # `make train` as a new user runs it: wall time per phase
 
 Common options: --out DIR (default runs/benchmarks; JSON goes to DIR/<benchmark>.json), --tracking [URI]
 (log to MLflow: the URI, else MLFLOW_TRACKING_URI, else the project's mlflow.db), --threads N (torch threads; default all
@@ -111,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ts.add_argument("--procs", type=int, default=4, help="concurrent training processes (default 4)")
     ts.add_argument("--steps", type=int, default=40, help="training steps each (default 40)")
 
+    fr = sub.add_parser("first-run", help="pipelines/train.py as `make train` runs it, in a fresh folder and store: "
+                        "seconds per phase (setup, training, calibration, evaluation, report, registration)")
+    common(fr)
+    fr.add_argument("--config", default=str(CONFIGS / "default.toml"), help="TOML config (default configs/default.toml)")
+    fr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value (repeatable)")
+
     f = sub.add_parser("fidelity", help="train a config, per-class fidelity report and time to lsd target")
     common(f)
     f.add_argument("--config", default=str(CONFIGS / "cwru.toml"), help="TOML config (default configs/cwru.toml)")
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from vibgan.errors import run_cli
 
     command = {"speed": run_speed, "augment": run_augment, "fidelity": run_fidelity,
-               "lazy": run_lazy, "tracking": run_tracking}[args.command]
+               "lazy": run_lazy, "tracking": run_tracking, "first-run": run_first_run}[args.command]
     return run_cli(lambda: command(args))
 
 
@@ -1240,3 +1248,74 @@ def run_tracking(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------------------------------
+# first-run: `make train` as a new user meets it
+# --------------------------------------------------------------------------------------------------
+#: the phases of pipelines/train.py, each recognised by how its lines start, in the order they come
+FIRST_RUN_PHASES = [("training", ("train:",)), ("calibration", ("calibration:",)),
+                    ("evaluation", ("report: generating", "evaluation:")), ("report", ("report:",)),
+                    ("registration", ("registration:",)), ("done", ("outputs:",))]
+
+
+def phase_times(lines: list[tuple[float, str]], total: float) -> dict[str, float]:
+    """Seconds per phase from timestamped output lines: a phase lasts from its first line to the first line of
+    a later phase; "setup" is everything before training (imports, data, the MLflow run)."""
+    starts: dict[str, float] = {}
+    order = [name for name, _ in FIRST_RUN_PHASES]
+    for t, line in lines:
+        text = line.strip()
+        for name, prefixes in FIRST_RUN_PHASES:
+            if name not in starts and any(text.startswith(p) for p in prefixes):
+                if all(order.index(n) < order.index(name) for n in starts):  # phases only move forward
+                    starts[name] = t
+                break
+    marks = [("setup", 0.0)] + sorted(starts.items(), key=lambda kv: kv[1]) + [("end", total)]
+    out = {name: round(marks[i + 1][1] - t, 1) for i, (name, t) in enumerate(marks[:-1])}
+    out.pop("done", None)
+    out["total"] = round(total, 1)
+    return out
+
+
+def run_first_run(args: argparse.Namespace) -> int:
+    """Run pipelines/train.py on --config in a new folder with a new local MLflow store (what `make train` does on
+    a fresh clone, less the install) and time each phase from its output lines."""
+    tmp = Path(tempfile.mkdtemp(prefix="first-run-", dir=_tmp_parent(args.out)))
+    env = dict(os.environ, VIBGAN_HOME=str(tmp / "home"), PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, str(ROOT / "pipelines" / "train.py"), "--config", str(args.config)]
+    for o in args.overrides:
+        cmd += ["--set", o]
+    load_before = _loadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=str(tmp), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[tuple[float, str]] = []
+    buf = b""
+    last_shown = 0.0
+    while True:
+        chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
+        if not chunk:
+            break
+        buf += chunk
+        *done, buf = buf.replace(b"\r", b"\n").split(b"\n")
+        now = time.perf_counter() - t0
+        for raw in done:
+            text = raw.decode("utf-8", "replace")
+            if text.strip():
+                lines.append((now, text))
+                if not text.startswith("train:") or now - last_shown > 30:  # the bar, every 30 s
+                    print(f"[{now:6.1f} s] {text}", flush=True)
+                    last_shown = now
+    rc = proc.wait()
+    total = time.perf_counter() - t0
+    phases = phase_times(lines, total)
+    result = {"machine": machine(int(os.environ.get("OMP_NUM_THREADS", 0) or (os.cpu_count() or 1))),
+              "config": str(args.config), "overrides": args.overrides, "exit_code": rc,
+              "load_average_before": load_before, "phases_s": phases, "summary": phases}
+    print()
+    _print_table(["phase", "seconds"], [[k, v] for k, v in phases.items()])
+    print(f"exit code {rc}; load average before the run {load_before}")
+    write_json(result, args.out, "first-run")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if rc == 0 else 1

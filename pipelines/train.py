@@ -167,7 +167,8 @@ def _report(cfg, data, result, tracker):
             "data provenance": _provenance_line(result.out_dir, prov)}
     report = fidelity_report(real, fake, data.fs, real_train=real_train, fault_freqs=fcs,
                              thresholds=cfg.validate, c2st=cfg.validate.c2st, seed=cfg.train.seed, meta=meta,
-                             progress=Progress("evaluation", 1, enabled=on))
+                             progress=Progress("evaluation", 1, enabled=on), envelope_band=data.envelope_band,
+                             envelope_band_info=data.envelope_band_info)
     out = write_report(report, result.out_dir / "report", real=real, fake=fake, fault_freqs=fcs,
                        progress=Progress("report", 1, enabled=on))
     for path in sorted(Path(out).glob("*")):

@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fs", type=float, help="resample the real recordings to this rate in Hz (resample_poly; "
                    "default: each file's own rate, which must then agree, e.g. 12000 for the CWRU folder)")
     p.add_argument("--geometry", help="bearing geometry for fault frequencies (default 6205, or the --config's)")
+    p.add_argument("--envelope-band", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="band-pass (Hz) of the envelope metrics (default: the band the generator was trained with, "
+                        "else the most impulsive band of the real training part: the kurtogram)")
     p.add_argument("--no-c2st", action="store_true", help="skip the classifier two-sample test")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--seed", type=int, default=0)
@@ -233,9 +236,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         fake = {c: real_train[c] for c in sorted(real_train, key=label_sort_key)}
     fcs = validate.fault_frequencies(recs, args.geometry)
+    band, band_info = _envelope_band(args, gen_model, meta)
     t0 = time.perf_counter()
     report = validate.fidelity_report(real_test, fake, fs, real_train=real_train, fault_freqs=fcs,
-                                      c2st=not args.no_c2st, seed=args.seed, meta=meta)
+                                      c2st=not args.no_c2st, seed=args.seed, meta=meta, envelope_band=band,
+                                      envelope_band_info=band_info)
     elapsed = time.perf_counter() - t0
     names = (("held-out real (last part)", "training real (first part)") if args.real_vs_real
              else ("real (held-out)", "generated"))
@@ -246,6 +251,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"scored {sum(len(v) for v in fake.values())} segments in {elapsed:.1f} s; report: "
           f"{(Path(out) / 'report.html').resolve()}")
     return 1 if args.strict and not report.passed else 0
+
+
+def _envelope_band(args: argparse.Namespace, gen_model, meta: dict):
+    """--envelope-band, else the band the generator was trained with (its meta, or the generated file's
+    provenance), else None: fidelity_report chooses it from the real training part."""
+    if args.envelope_band:
+        return list(args.envelope_band), {"source": "--envelope-band"}
+    gmeta = (gen_model.meta if gen_model is not None else (meta.get("provenance") or {}).get("generator")) or {}
+    if gmeta.get("envelope_band"):
+        return gmeta["envelope_band"], {**(gmeta.get("envelope_band_info") or {}),
+                                        "source": "the generator's training (" + str((gmeta.get("envelope_band_info")
+                                                                                     or {}).get("source", "?")) + ")"}
+    return None, None
 
 
 def _load_model(uri: str):

@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "normalize": {"errors", "cwru", "recordings"},
     "exchange": {"errors", "cwru", "files", "recordings", "windows"},
     "synthetic": {"errors", "bearing", "recordings"},
-    "datasets": {"errors", "bearing", "catalog", "config", "cwru", "exchange", "manifest", "losses", "normalize", "recordings", "synthetic", "windows"},
+    "datasets": {"errors", "bearing", "catalog", "config", "cwru", "exchange", "manifest", "losses", "normalize", "recordings", "spectral", "synthetic", "windows"},
     "networks": {"errors", "bearing", "config"},
     "generator": {"vibgan", "errors", "config", "files", "networks", "normalize"},
     "checkpoints": {"errors", "files", "networks"},

@@ -133,3 +133,16 @@ def test_augment_refuses_training_parts_that_reach_the_test_part(tmp_path, cwru_
     rc = bench.main(["augment", "--seconds", "9", "--variants", "real", "--out", str(tmp_path), "--cwru", str(cwru_dir)])
     assert rc == 2
     assert "test part" in capsys.readouterr().err
+
+
+def test_first_run_phase_times_follow_the_output_lines():
+    from helpers import load_script
+
+    bench = load_script("pipelines/benchmark.py")
+    lines = [(2.0, "data: 4 classes"), (5.0, "train:   0%|"), (60.0, "train: 100%|"), (61.0, "calibration: trial 1"),
+             (90.0, "trained 400 steps"), (91.0, "report: generating 48 segments"), (95.0, "evaluation: class a"),
+             (120.0, "report: plot psd (1/5)"), (130.0, "registration: saving"), (140.0, "outputs: /x"),
+             (141.0, "train: a stray line after the end")]
+    assert bench.phase_times(lines, 142.0) == {"setup": 5.0, "training": 56.0, "calibration": 30.0,
+                                              "evaluation": 29.0, "report": 10.0, "registration": 10.0,
+                                              "total": 142.0}

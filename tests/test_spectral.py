@@ -199,3 +199,46 @@ def test_bad_inputs_raise_vibgan_errors():
         spectral.psd(np.zeros(100), FS)
     with pytest.raises(VibganError, match="dtype"):
         spectral.fft_magnitude(np.array(["a", "b"]), FS)
+
+
+def _ringing(fs: float, f_res: float, rate: float, n: int, seconds: float, seed: int) -> np.ndarray:
+    """n segments: impacts at ``rate`` Hz ringing a resonance at f_res, a strong stationary tone at fs/12 and
+    Gaussian noise (the tone carries far more power than the impacts)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(fs * seconds)) / fs
+    ring = np.exp(-t[: int(fs * 0.004)] * 1500.0) * np.sin(2 * np.pi * f_res * t[: int(fs * 0.004)])
+    out = []
+    for _ in range(n):
+        imp = np.zeros_like(t)
+        imp[(np.arange(0, seconds, 1.0 / rate) * fs).astype(int) + rng.integers(0, 5)] = 1.0
+        x = np.convolve(imp, ring)[: len(t)] * 2.0 + 3.0 * np.sin(2 * np.pi * fs / 12 * t) + rng.standard_normal(len(t)) * 0.3
+        out.append(x)
+    return np.stack(out)[:, None, :]
+
+
+@pytest.mark.parametrize("fs, f_res", [(12000.0, 3300.0), (51200.0, 11000.0)])
+def test_impulsive_band_finds_the_ringing_resonance_not_the_loud_tone(fs, f_res):
+    from vibgan.spectral import choose_envelope_band
+
+    x = _ringing(fs, f_res, rate=107.0, n=8, seconds=0.4, seed=1)
+    band = choose_envelope_band({"outer": x}, fs, {"outer": 107.0})
+    assert band["low"] <= f_res <= band["high"], band
+    assert not band["low"] <= fs / 12 <= band["high"]  # the tone is stationary: no impulsiveness
+    assert band["bandwidth"] >= 1000.0 and band["low"] >= 1070.0  # wide enough, clear of the defect harmonics
+    assert band["sk"] > 1.0
+    noise = np.random.default_rng(0).standard_normal((8, 1, int(fs * 0.4)))
+    flat = choose_envelope_band({"outer": noise}, fs, {"outer": 107.0})
+    assert abs(flat["sk"]) < 0.3  # Gaussian noise is not impulsive anywhere
+
+
+def test_physics_length_resolves_the_lowest_fault_frequency():
+    from vibgan.windows import physics_length
+
+    t, why = physics_length(12000.0, 3.585 * 1797 / 60, 64)  # CWRU's BPFO at 1797 rpm
+    assert t == 3776 and t % 64 == 0 and 12000.0 / t <= 0.03 * 107.4 < 12000.0 / (t - 64)
+    assert "107.4 Hz" in why
+    t51, _ = physics_length(51200.0, 3.0 * 600 / 60, 64)  # 51.2 kHz at 600 rpm: a second, not 0.08 s
+    assert t51 == 56896 and t51 / 51200.0 > 1.0
+    assert physics_length(12000.0, 500.0, 64)[0] == 1024  # never under the minimum
+    t_cap, why_cap = physics_length(12000.0, 20.0, 64, shortest=20000)
+    assert t_cap == 9984 and "capped" in why_cap

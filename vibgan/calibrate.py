@@ -224,7 +224,9 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
         knobs["impulse_gain"] = torch.ones(k, device=device)
     else:
         grids.pop("impulse_gain", None)
-    total, done = rounds * sum(len(v) for v in grids.values()) + 1, 0
+    # progress in units of network passes: a trial of temperature or slip runs the network, the others reuse it
+    cost = {name: (1.0 if name in ("temperature", "slip_scale") else 0.1) for name in grids}
+    total, done = rounds * sum(len(v) * cost[n] for n, v in grids.items()) + 0.1, 0.0
     for r in range(rounds):
         for name, grid in grids.items():
             tried = []
@@ -232,7 +234,7 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
                 report(done, total, f"variety knobs, round {r + 1}/{rounds}, {name} = {v:g}")
                 trial = {**knobs, name: torch.full((k,), float(v), device=device)}
                 tried.append(evaluate(trial)[0])
-                done += 1
+                done += cost[name]
             best = torch.stack(tried).argmin(dim=0)  # (K,)
             knobs[name] = torch.tensor(grid, device=device, dtype=torch.float32)[best]
     report(done, total, "variety knobs, the chosen values")

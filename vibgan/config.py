@@ -62,7 +62,7 @@ class DataConfig:
     fs: float = 0.0
     channels: list[str] = field(default_factory=lambda: ["DE"])
     classes: list[str] = field(default_factory=list)  # empty: every class found
-    segment_length: int = 4096  # samples per training segment
+    segment_length: int = 0  # samples per training segment; 0: from the physics (datasets.segment_length_for)
     train_fraction: float = 0.7  # first part of each recording: training
     val_fraction: float = 0.0  # next part: validation (monitoring); the rest is held out for testing
     geometry: str = "6205"  # a known bearing (vibgan.bearing.GEOMETRIES) for the fault frequencies
@@ -118,8 +118,9 @@ class TrainConfig:
     ema_decay: float = 0.99
     lambdas: dict[str, float] = field(default_factory=lambda: {"adv": 1.0, "spectral": 1.0, "kurtosis": 0.0,
                                                                 "envelope": 0.0, "spread": 0.0})
-    # band-pass (Hz) before the envelope in the envelope loss: the structural resonance the fault impacts excite
-    envelope_band: list[float] = field(default_factory=lambda: [2000.0, 5000.0])
+    # band-pass (Hz) before the envelope, in the envelope loss and the envelope checks: the structural resonance
+    # the fault impacts excite; empty: chosen from the real training windows (TrainData.choose_envelope_band)
+    envelope_band: list[float] = field(default_factory=list)
     # spread loss: false measures each generated segment against the real class mean PSD (a biased class
     # spectrum then counts as variety); true compares generated segments with each other (losses.pairwise_spread)
     spread_pairwise: bool = False
@@ -367,8 +368,10 @@ def check(cfg: Config, source: str = "config") -> None:
             f"{d.lazy} (source {d.source!r}, path {d.path!r})")
     if d.fs < 0:
         bad("data.fs", "a positive sampling rate in Hz (0: each file's own rate)", d.fs)
-    if d.segment_length < 16:
-        bad("data.segment_length", "at least 16 samples", d.segment_length)
+    if d.segment_length < 16 and not (d.segment_length == 0 and d.source != "sinusoid" and m.kind == "conv1d"
+                                      and not d.lazy):
+        bad("data.segment_length", "at least 16 samples (0, from the physics, only for conv1d models on recorded or "
+            "simulated data, not data.lazy)", d.segment_length)
     if not (0 < d.train_fraction <= 1) or not (0 <= d.val_fraction < 1) or d.train_fraction + d.val_fraction > 1:
         bad("data.train_fraction/val_fraction", "0 < train, 0 <= val, train + val <= 1",
             (d.train_fraction, d.val_fraction))
@@ -394,7 +397,7 @@ def check(cfg: Config, source: str = "config") -> None:
             if u < 1:
                 bad("model.upsample", "factors >= 1", m.upsample)
             prod *= u
-        if d.segment_length % prod:
+        if d.segment_length and d.segment_length % prod:
             bad("data.segment_length", f"a multiple of the product of model.upsample ({prod})", d.segment_length)
         if len(m.widths) != len(m.upsample) + 1 or any(w < 1 for w in m.widths):
             bad("model.widths", f"{len(m.upsample) + 1} positive widths (one per rate)", m.widths)
@@ -430,7 +433,7 @@ def check(cfg: Config, source: str = "config") -> None:
     unknown = set(t.lambdas) - set(LAMBDA_NAMES)
     if unknown:
         bad("train.lambdas", f"keys among {', '.join(LAMBDA_NAMES)}", sorted(unknown))
-    if len(t.envelope_band) != 2 or not 0 < t.envelope_band[0] < t.envelope_band[1]:
+    if t.envelope_band and (len(t.envelope_band) != 2 or not 0 < t.envelope_band[0] < t.envelope_band[1]):
         bad("train.envelope_band", "[low, high] in Hz with 0 < low < high", t.envelope_band)
     for k in ("log_every", "eval_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(t, k) < 1:

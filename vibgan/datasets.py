@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vibgan import losses
-from vibgan.bearing import GeometrySpec, geometry, geometry_spec
+from vibgan import losses, spectral
+from vibgan.bearing import FAULTS, GeometrySpec, characteristic_frequency, geometry, geometry_spec
 from vibgan.catalog import load_many
 from vibgan.config import Config, geometry_of
 from vibgan.cwru import label_sort_key
@@ -31,7 +31,7 @@ from vibgan.manifest import load_manifest
 from vibgan.normalize import Normalizer
 from vibgan.recordings import Recording, hdf5_recordings, label_fields, open_hdf5
 from vibgan.synthetic import simulate_dataset, sinusoids
-from vibgan.windows import positive_int, split_bounds, split_by_time
+from vibgan.windows import physics_length, positive_int, split_bounds, split_by_time
 
 
 def _cond_value(v: Any, src: str, name: str) -> float:
@@ -245,6 +245,33 @@ def _bearing_of(recordings: list[Recording], default: GeometrySpec) -> GeometryS
     return json.loads(named.pop())
 
 
+def segment_length_for(recordings: list[Recording], cfg: Config) -> tuple[int, str]:
+    """``data.segment_length``, or where it is 0 the length the physics asks for (windows.physics_length): the
+    lowest characteristic fault frequency of the recordings at their own speeds (the shaft rate where no
+    recording has a bearing fault type), on the data set's bearing, a multiple of the generator's hop.
+    Returns (T, why)."""
+    d = cfg.data
+    if d.segment_length:
+        return d.segment_length, f"{d.segment_length} samples: data.segment_length"
+    geo = _bearing_of(recordings, geometry_of(d))
+    fcs = [characteristic_frequency(r.meta["fault"], float(r.meta["rpm"]), geo) for r in recordings
+           if r.meta.get("fault") in FAULTS and float(r.meta.get("rpm") or 0) > 0]
+    shafts = [float(r.meta["rpm"]) / 60.0 for r in recordings if float(r.meta.get("rpm") or 0) > 0]
+    if not fcs and not shafts:
+        some = recordings[0].source if recordings else "the data"
+        raise ConfigError(f"data.segment_length = 0 (from the physics) needs each recording's rpm; {some} has none: "
+                          "give the rpm (manifest column) or set data.segment_length")
+    hop = 1
+    for u in cfg.model.upsample:
+        hop *= u
+    fs = recordings[0].fs
+    shortest = min(int(r.samples * d.train_fraction) for r in recordings)
+    t, why = physics_length(fs, min(fcs) if fcs else min(shafts), hop, shortest=shortest)
+    if not fcs:
+        why += " (no recording has a bearing fault type: the shaft rate stands in)"
+    return t, why
+
+
 @dataclass
 class TrainData:
     """Training signals ready for the loop, plus the held-out parts for validation.
@@ -269,6 +296,11 @@ class TrainData:
     provenance: dict[str, Any] = field(default_factory=dict)
     # (rank, world): this process samples only window starts in its own 1/world of each recording
     shard: tuple[int, int] = (0, 1)
+    # the envelope band (Hz) of the envelope loss and the envelope checks, and how it was chosen
+    # (``choose_envelope_band``: from the data unless train.envelope_band gives it)
+    envelope_band: tuple[float, float] | None = None
+    envelope_band_info: dict[str, Any] = field(default_factory=dict)
+    length_why: str = ""  # how the segment length was chosen (segment_length_for)
 
     def __post_init__(self) -> None:
         # groups: the distinct (class, rpm, load) of the recordings; spectra are matched per group, so a
@@ -281,6 +313,38 @@ class TrainData:
         per_class = {k: sum(u[0] == k for u in uniq) for k, *_ in uniq}
         self.group_names = [self.classes[k] if per_class[k] == 1 else f"{self.classes[k]}@{rpm:g}rpm"
                             for k, rpm, _ in uniq]
+
+    def class_fault_freqs(self) -> dict[str, float | None]:
+        """label -> its characteristic fault frequency (Hz) at its first training speed, None for normal or
+        unknown fault types (the fault type comes from each recording's meta)."""
+        out: dict[str, float | None] = {c: None for c in self.classes}
+        for rec in self.train_parts:
+            fault, rpm = rec.meta.get("fault"), float(rec.meta.get("rpm") or 0.0)
+            if out.get(rec.label) is None and fault in FAULTS and rpm > 0:
+                out[rec.label] = characteristic_frequency(fault, rpm, self.geometry)
+        return out
+
+    def choose_envelope_band(self, n_per_class: int = 64, seed: int = 0) -> dict[str, Any]:
+        """Set ``envelope_band`` from the real training windows (spectral.choose_envelope_band: the kurtogram's
+        most impulsive band, pooled over the fault classes) and return how it was chosen."""
+        gen = torch.Generator(device=self.signals.device).manual_seed(seed)
+        x, y, _, _ = self.sample(n_per_class * len(self.classes), gen)  # normalised: SK does not see the scale
+        x, y = x.cpu().numpy(), y.cpu().numpy()
+        sets = {lab: x[y == i] for i, lab in enumerate(self.classes) if (y == i).any()}
+        info = spectral.choose_envelope_band(sets, self.fs, self.class_fault_freqs(), seed=seed)
+        self.envelope_band = (info["low"], info["high"])
+        self.envelope_band_info = {**info, "source": "data"}
+        return self.envelope_band_info
+
+    def set_envelope_band(self, band: Sequence[float] | None, seed: int = 0) -> dict[str, Any]:
+        """``band`` (Hz) as given (train.envelope_band), or from the data when it is empty or None."""
+        if band:
+            self.envelope_band = (float(band[0]), float(band[1]))
+            self.envelope_band_info = {"low": self.envelope_band[0], "high": self.envelope_band[1],
+                                       "source": "config (train.envelope_band)",
+                                       "rule": "given in the configuration"}
+            return self.envelope_band_info
+        return self.choose_envelope_band(seed=seed)
 
     @property
     def conditions(self) -> dict[str, list[list[float]]]:
@@ -454,10 +518,17 @@ def prepare_data(cfg: Config) -> TrainData:
         if d.fs and abs(td.fs - d.fs) > 1e-9 * d.fs:
             raise ConfigError(f"data.fs = {d.fs:g}: data.lazy reads windows at the file's own rate, {td.fs:g} Hz "
                               f"({d.path}); write the recordings file at {d.fs:g} Hz or set data.fs = 0")
+        td.set_envelope_band(cfg.train.envelope_band, seed=cfg.train.seed)
         return td
     recs = load_recordings(cfg)
-    return TrainData.from_recordings(recs, length=d.segment_length, train_fraction=d.train_fraction,
-                                     val_fraction=d.val_fraction, classes=d.classes or None, geometry=geometry_of(d))
+    if d.classes:
+        recs = [r for r in recs if r.label in set(d.classes)] or recs
+    length, why = segment_length_for(recs, cfg)
+    td = TrainData.from_recordings(recs, length=length, train_fraction=d.train_fraction,
+                                   val_fraction=d.val_fraction, classes=d.classes or None, geometry=geometry_of(d))
+    td.length_why = why
+    td.set_envelope_band(cfg.train.envelope_band, seed=cfg.train.seed)
+    return td
 
 
 CHUNK = 1 << 20  # samples per read in the normaliser's streaming pass

@@ -266,6 +266,8 @@ def generator_meta(cfg: Config, data: TrainData) -> dict:
         "model": to_dict(cfg)["model"], "classes": data.classes, "fs": data.fs, "channels": data.channels,
         "length": data.length, "units": data.units, "geometry": data.geometry, "conditions": data.conditions,
         "seed": cfg.train.seed, "steps": cfg.train.steps, "loss": cfg.train.loss,
+        "envelope_band": list(data.envelope_band) if data.envelope_band else None,
+        "envelope_band_info": data.envelope_band_info or None,
     }
 
 

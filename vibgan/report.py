@@ -118,8 +118,10 @@ def plot_mean_psd(real: Sets, fake: Sets, fs: float, path: str | Path, *, classe
 
 def plot_envelope_spectra(real: Sets, fake: Sets, fs: float, fault_freqs: Mapping[str, float | None],
                           path: str | Path, *, classes: Sequence[str] | None = None, harmonics: int = 4,
-                          max_segments: int = 64, seed: int = 0, names: tuple[str, str] = _NAMES) -> Path:
-    """Mean squared-envelope spectrum (2-5 kHz band) of real vs generated per fault class, f_c harmonics marked."""
+                          max_segments: int = 64, seed: int = 0, names: tuple[str, str] = _NAMES,
+                          band: tuple[float, float] = spectral.ENVELOPE_BAND) -> Path:
+    """Mean squared-envelope spectrum (band-pass ``band`` Hz) of real vs generated per fault class, f_c harmonics
+    marked."""
     plt = _plt()
     labels = [c for c in _plot_classes(real, fake, classes) if fault_freqs.get(c)]
     if not labels:
@@ -130,7 +132,7 @@ def plot_envelope_spectra(real: Sets, fake: Sets, fs: float, fault_freqs: Mappin
         fmax = (harmonics + 0.6) * fc
         for x, color, who in ((real[lab], _REAL, names[0]), (fake[lab], _FAKE, names[1])):
             seg = as_segments(_pick(np.asarray(x), max_segments, seed), who)
-            f, e = spectral.envelope_spectrum(seg, fs, fmax=fmax)
+            f, e = spectral.envelope_spectrum(seg, fs, fmax=fmax, band=band)
             m = e.reshape(-1, e.shape[-1]).mean(axis=0)
             ax.plot(f, m / max(m[f >= 5].max(), 1e-30), color=color, lw=1.0, label=who, alpha=0.9)
         for h in range(1, harmonics + 1):
@@ -144,7 +146,7 @@ def plot_envelope_spectra(real: Sets, fake: Sets, fs: float, fault_freqs: Mappin
         ax.set_ylabel("magnitude (norm. to max)")
         ax.grid(alpha=0.3)
     _figure_legend(fig, axes)
-    fig.suptitle("Squared-envelope spectra (band-pass 2-5 kHz), mean over segments, each normalised to its "
+    fig.suptitle(f"Squared-envelope spectra (band-pass {band[0]:.0f}-{band[1]:.0f} Hz), mean over segments, each normalised to its "
                  "maximum;\ndashed: the fault frequency f_c (BPFI inner, BPFO outer, 2 x BSF ball) and harmonics",
                  fontsize=11)
     return _save(fig, path)
@@ -260,7 +262,8 @@ def plot_spectrograms(real: Sets, fake: Sets, fs: float, path: str | Path, *, cl
 def make_plots(real: Sets, fake: Sets, fs: float, out_dir: str | Path, *,
                fault_freqs: Mapping[str, float | None] | None = None, classes: Sequence[str] | None = None,
                units: str = "g", seed: int = 0, names: tuple[str, str] = _NAMES,
-               progress: Callback | None = None) -> dict[str, Path]:
+               progress: Callback | None = None,
+               envelope_band: tuple[float, float] = spectral.ENVELOPE_BAND) -> dict[str, Path]:
     """Every plot into ``out_dir``: name -> PNG path (psd, envelope, waveforms, indicators, spectrograms).
 
     ``names``: how the two sets are called in legends and titles (e.g. the real training part, real-vs-real).
@@ -272,7 +275,7 @@ def make_plots(real: Sets, fake: Sets, fs: float, out_dir: str | Path, *,
         "psd": lambda: plot_mean_psd(real, fake, fs, out / "psd.png", classes=classes, seed=seed, names=names,
                                      units=units),
         "envelope": lambda: plot_envelope_spectra(real, fake, fs, fault_freqs or {}, out / "envelope.png",
-                                                  classes=classes, seed=seed, names=names),
+                                                  classes=classes, seed=seed, names=names, band=envelope_band),
         "waveforms": lambda: plot_waveforms(real, fake, fs, out / "waveforms.png", classes=classes, seed=seed,
                                             units=units, names=short),
         "indicators": lambda: plot_indicators(real, fake, out / "indicators.png", classes=classes, units=units,
@@ -291,8 +294,8 @@ def make_plots(real: Sets, fake: Sets, fs: float, out_dir: str | Path, *,
 _PLOT_CAPTIONS = {
     "psd": "Mean power spectral density per class. Lines: mean over segments; shaded: 10-90 % of individual "
            "segments. The curves should lie on top of each other and the bands should be about as wide.",
-    "envelope": "Envelope spectra of the fault classes. A bearing defect makes the 2-5 kHz resonance ring at the "
-                "defect rate, so the envelope spectrum peaks at the fault frequency f_c and its multiples (dashed).",
+    "envelope": "Envelope spectra of the fault classes. A bearing defect makes a structural resonance (the envelope "
+                "band) ring at the defect rate, so the envelope spectrum peaks at the fault frequency f_c and its multiples (dashed).",
     "waveforms": "One real and one generated segment per class, same vertical scale.",
     "indicators": "Per-segment kurtosis (how impulsive: 3 for Gaussian noise, higher with impacts) and RMS "
                   "(vibration energy). Boxes: quartiles; whiskers: 5-95 %.",
@@ -308,7 +311,7 @@ _EXPLANATIONS = [
      "recordings: how much two honest samples of reality differ. It sets the tolerance of lsd_db."),
     ("nearest_class", "The real class whose mean spectrum is closest to the generated one. Passes when it is the "
      "class that was asked for: generated inner-race faults must look like inner-race faults, not like another class."),
-    ("envelope hit rate", "Fraction of segments whose envelope spectrum (band-pass 2-5 kHz, squared envelope, "
+    ("envelope hit rate", "Fraction of segments whose envelope spectrum (band-pass over the envelope band, squared envelope, "
      "65,536-point FFT) has a peak at the fault frequency f_c (+/- 3 %) at least 3 x the median level over 5-500 Hz. "
      "f_c is BPFI (inner race), BPFO (outer race) or 2 x BSF (ball). Judged only where the real rate is >= "
      "{hit_rate}; then the generated rate must be >= {hit_rate}."),
@@ -407,6 +410,7 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 per segment, {report.channels} channel(s)). A class passes when every judged check passes; green cells pass,
 red cells fail, grey cells are not judged.</p>
 {f"<p><b>What “real” means here:</b> {e(str(report.meta['real']))}</p>" if report.meta.get("real") else ""}
+{f"<p><b>Envelope band:</b> {report.envelope_band[0]:.0f}-{report.envelope_band[1]:.0f} Hz, {e(report.band_origin())}. Every envelope metric band-passes the signal there first.</p>" if report.envelope_band else ""}
 <table><thead><tr><th>class</th><th>segments real / gen.</th><th>spectral distance dB (limit)</th>
 <th>floor dB</th><th>nearest real class</th><th>envelope hit rate gen. / real</th>
 <th>nearest envelope profile</th><th>kurtosis gen. / real</th>
@@ -437,7 +441,8 @@ def write_report(report: FidelityReport, out_dir: str | Path,
         out.mkdir(parents=True, exist_ok=True)
         if (plots is None or plots is True) and real is not None and fake is not None:
             plots = make_plots(real, fake, report.fs, out, fault_freqs=fault_freqs, classes=list(report.classes),
-                               units=units, seed=seed, names=names, progress=progress)
+                               units=units, seed=seed, names=names, progress=progress,
+                               envelope_band=report.envelope_band or spectral.ENVELOPE_BAND)
         elif plots is None or isinstance(plots, bool):
             plots = None
         report.to_json(out / "report.json")

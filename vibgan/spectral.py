@@ -294,3 +294,88 @@ def spectral_kurtosis(x: np.ndarray, fs: float, *, nperseg: int = 128, noverlap:
     m2 = p.mean(axis=-1)
     m4 = (p**2).mean(axis=-1)
     return f, m4 / np.maximum(m2, 1e-30) ** 2 - 2.0
+
+
+#: STFT window lengths (samples) of the kurtogram: 2^k and 1.5 x 2^k, as in the fast kurtogram's 1/3-binary tree
+KURTOGRAM_LEVELS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def kurtogram(x: np.ndarray, fs: float, *, levels: tuple[int, ...] = KURTOGRAM_LEVELS, max_segments: int = 256,
+              seed: int = 0) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """The STFT kurtogram (Antoni and Randall 2006; the dyadic grid of the fast kurtogram, Antoni 2007, built
+    from Hann-windowed STFTs): for each window length ``nperseg`` in ``levels``, the spectral kurtosis of every
+    frequency band (``spectral_kurtosis``), averaged over segments and channels.
+
+    x : (N, C, T) or (N, T) segments; at most ``max_segments`` are used (a seeded subset).
+    Returns [(nperseg, freqs (F,), SK (F,))] for nperseg = 8, 16, ... up to T / 4: bands fs / nperseg wide.
+    """
+    x = as_segments(x, "kurtogram")
+    if x.shape[0] > max_segments:
+        x = x[np.sort(np.random.default_rng(seed).choice(x.shape[0], max_segments, replace=False))]
+    out = []
+    for nperseg in levels:
+        if nperseg * 4 > x.shape[-1]:
+            break
+        f, sk = spectral_kurtosis(x, fs, nperseg=nperseg, noverlap=nperseg * 3 // 4)
+        out.append((nperseg, f, sk.reshape(-1, len(f)).mean(axis=0)))
+    return out
+
+
+def impulsive_band(segments: list[np.ndarray], fs: float, *, min_bandwidth: float = 0.0, min_low: float = 0.0,
+                   seed: int = 0) -> dict[str, float]:
+    """The frequency band where the signals are most impulsive: the kurtogram cell of highest spectral kurtosis,
+    SK averaged over the given sets with equal weight (one set per fault class: a class with few windows counts
+    as much as one with many).
+
+    A cell of window ``nperseg`` centred on f spans f +- fs / nperseg (the Hann window's main lobe). Only cells
+    at least ``min_bandwidth`` wide whose low edge is >= ``min_low`` and whose high edge is <= IN_BAND x fs are
+    candidates (the envelope must resolve the fault frequencies and stay clear of the shaft harmonics).
+    Returns low, high, centre, bandwidth (Hz), sk and nperseg; None-free: where no cell qualifies, the widest
+    band that does (a ValueError only when the signals are shorter than 32 samples).
+    """
+    fs = _check_fs(fs)
+    maps = [kurtogram(x, fs, seed=seed + i) for i, x in enumerate(segments) if len(x)]
+    if not maps or not maps[0]:
+        raise ValueError("impulsive_band: no segments of at least 32 samples")
+    best = None
+    fallback = None
+    for level in range(min(len(m) for m in maps)):
+        nperseg, f, _ = maps[0][level]
+        sk = np.mean([m[level][2] for m in maps], axis=0)
+        half = fs / nperseg
+        low, high = f - half, f + half
+        ok = (low >= min_low) & (high <= IN_BAND * fs) & (low > 0)
+        if not ok.any():
+            continue
+        if fallback is None:  # the coarsest level with a valid cell
+            i = int(np.flatnonzero(ok)[np.argmax(sk[ok])])
+            fallback = (nperseg, f[i], half, sk[i])
+        if 2 * half < min_bandwidth:
+            continue
+        i = int(np.flatnonzero(ok)[np.argmax(sk[ok])])
+        if best is None or sk[i] > best[3]:
+            best = (nperseg, f[i], half, sk[i])
+    pick = best or fallback
+    if pick is None:
+        low, high = max(min_low, fs / 64), IN_BAND * fs
+        return {"low": float(low), "high": float(high), "centre": float((low + high) / 2),
+                "bandwidth": float(high - low), "sk": float("nan"), "nperseg": 0}
+    nperseg, fc, half, sk = pick
+    return {"low": float(fc - half), "high": float(fc + half), "centre": float(fc), "bandwidth": float(2 * half),
+            "sk": float(sk), "nperseg": int(nperseg)}
+
+
+def choose_envelope_band(sets: dict[str, np.ndarray], fs: float, fault_freqs: dict[str, float | None], *,
+                         seed: int = 0) -> dict[str, float]:
+    """A data set's envelope band (docs/METRICS.md): ``impulsive_band`` over the windows of its fault classes
+    (the labels with a fault frequency; every label where none has one), at least
+    max(2 x ENVELOPE_BASELINE[1], 4 x f_max) wide so the squared envelope holds the baseline range and the
+    fault frequencies' first harmonics, and starting at or above 10 x f_max, clear of the shaft and defect
+    harmonics themselves (f_max: the highest fault frequency in the data set). Adds ``rule`` to the result."""
+    fcs = [float(f) for f in fault_freqs.values() if f]
+    top = max(fcs) if fcs else 0.0
+    use = [sets[lab] for lab in sets if fault_freqs.get(lab)] or list(sets.values())
+    band = impulsive_band(use, fs, min_bandwidth=max(2 * ENVELOPE_BASELINE[1], 4 * top), min_low=10 * top, seed=seed)
+    band["rule"] = (f"kurtogram of {len(use)} class(es)' real training windows: the most impulsive band at least "
+                    f"{max(2 * ENVELOPE_BASELINE[1], 4 * top):.0f} Hz wide, above {10 * top:.0f} Hz")
+    return band

@@ -126,9 +126,12 @@ def resume_from(state: TrainState, ckpt_dir: Path, classes: list[str], ctx: dist
 
 def real_targets(t: TrainConfig, data: TrainData) -> RealTargets:
     """The real training windows' statistics the generator's loss terms match (computed once, on all the data)."""
-    env_band = (float(t.envelope_band[0]), min(float(t.envelope_band[1]), IN_BAND * data.fs))
+    if data.envelope_band is None:  # a TrainData built by hand: the band as the config gives it or from the data
+        data.set_envelope_band(t.envelope_band, seed=t.seed)
+    band = data.envelope_band
+    env_band = (float(band[0]), min(float(band[1]), IN_BAND * data.fs))
     if t.lambdas.get("envelope") and env_band[0] >= env_band[1]:
-        raise TrainingError(f"train.envelope_band {t.envelope_band} Hz lies above the signal band "
+        raise TrainingError(f"train.envelope_band {list(band)} Hz lies above the signal band "
                             f"(fs = {data.fs:g} Hz); lower it or set train.lambdas.envelope = 0")
     db, logk, env, spread = data.group_statistics(  # (G, F) dB, (G,), (G, F_env) dB, (G,) dB
         seed=t.seed + 7, envelope_band=env_band if t.lambdas.get("envelope") else None,

@@ -144,6 +144,8 @@ class FidelityReport:
     classes: dict[str, ClassFidelity]
     thresholds: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    envelope_band: tuple[float, float] | None = None  # Hz: the band-pass of every envelope metric
+    envelope_band_info: dict[str, Any] = field(default_factory=dict)  # how it was chosen (spectral.choose_envelope_band)
 
     @property
     def c2st_pooled(self) -> tuple[float, float] | None:
@@ -172,6 +174,8 @@ class FidelityReport:
             "thresholds": self.thresholds,
             "passed": self.passed,
             "meta": self.meta,
+            "envelope_band": list(self.envelope_band) if self.envelope_band else None,
+            "envelope_band_info": self.envelope_band_info,
             "classes": {k: v.to_dict() for k, v in self.classes.items()},
         })
 
@@ -236,7 +240,19 @@ class FidelityReport:
             f"{t['kurtosis_rel']:.0%}, spread ratio in {t['spread_min']}-{t['spread_max']} or up to the real floor "
             f"ratio; and C2ST pooled within the real floor + {t.get('c2st_margin', 0.1):g}). fs = {self.fs:g} Hz, "
             f"T = {self.segment_length} samples.")
+        if self.envelope_band:
+            lines.append("")
+            lines.append(f"Envelope band {self.envelope_band[0]:.0f}-{self.envelope_band[1]:.0f} Hz: {self.band_origin()}.")
         return "\n".join(lines) + "\n"
+
+    def band_origin(self) -> str:
+        """How the envelope band was chosen, in words."""
+        info = self.envelope_band_info or {}
+        src = info.get("source", "given")
+        rule = info.get("rule")
+        sk = info.get("sk")
+        return (f"from {src}" + (f" ({rule}" + (f"; spectral kurtosis {sk:.2f}" if isinstance(sk, float) and
+                                                  math.isfinite(sk) else "") + ")" if rule else ""))
 
 
 def format_number(v: float | None, digits: int = 2) -> str:
@@ -293,17 +309,17 @@ class _Features:
 
 
 def _features(x: np.ndarray, fs: float, *, fc: float | None = None, full: bool = True,
-              profile: bool = False) -> _Features:
+              profile: bool = False, band: tuple[float, float] = spectral.ENVELOPE_BAND) -> _Features:
     _, p = spectral.psd(x, fs)  # (N, C, F)
     seg = p.mean(axis=1)
     feats = _Features(n=x.shape[0], seg_psd=seg, mean_psd=seg.mean(axis=0))
     if profile:
-        feats.profile = spectral.envelope_profile(x, fs)[1]
+        feats.profile = spectral.envelope_profile(x, fs, band=band)[1]
     if full:
         ind = spectral.indicators(x)
         feats.indicators = {k: ind[k].reshape(-1) for k in INDICATORS}
         if fc is not None:
-            feats.hits = spectral.envelope_hits(x, fs, fc).reshape(-1)
+            feats.hits = spectral.envelope_hits(x, fs, fc, band=band).reshape(-1)
     return feats
 
 
@@ -373,6 +389,7 @@ class _RealSide:
     freqs: np.ndarray
     band: np.ndarray
     envelope_ok: bool  # segments long enough and the resonance band sampled: envelope profiles exist
+    envelope_band: tuple[float, float]
     test: dict[str, _Features]
     train: dict[str, _Features]
 
@@ -381,7 +398,7 @@ def _score_class(lab: str, fk: np.ndarray, real: _RealSide, real_d: dict, train_
                  cfg: ValidateConfig, *, c2st: bool, seed: int) -> ClassFidelity:
     """Every metric of one generated class against the real sets (the checks are judged by the caller)."""
     fs = real.fs
-    ff = _features(fk, fs, fc=fc, profile=real.envelope_ok)
+    ff = _features(fk, fs, fc=fc, profile=real.envelope_ok, band=real.envelope_band)
     rf = real.test[lab]
     lsd = float(spectral.lsd_db(ff.mean_psd, rf.mean_psd, real.freqs, real.fs))
     floor = None
@@ -453,7 +470,8 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
                     fault_freqs: Mapping[str, float | None] | None = None,
                     thresholds: ValidateConfig | Mapping[str, Any] | None = None, c2st: bool = True,
                     seed: int = 0, meta: Mapping[str, Any] | None = None,
-                    progress: Callback | None = None) -> FidelityReport:
+                    progress: Callback | None = None, envelope_band: Sequence[float] | None = None,
+                    envelope_band_info: Mapping[str, Any] | None = None) -> FidelityReport:
     """Score generated segments against held-out real segments, class by class (docs/METRICS.md, metrics 1-8).
 
     Parameters
@@ -468,6 +486,10 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
     seed : seed for subsampling, the C2ST network and the MMD permutations.
     meta : free-form provenance recorded in the report (paths, model URI, mode).
     progress : ``progress(done, total, what)``, told before the real features and before each class.
+    envelope_band : (low, high) Hz of every envelope metric (the band the generator was trained with); None
+        chooses it from ``real_train`` (spectral.choose_envelope_band: the kurtogram's most impulsive band of
+        the fault classes), else the 2-5 kHz of ``spectral.ENVELOPE_BAND``. ``envelope_band_info`` says how
+        a given band was chosen (for the report).
     """
     fs = spectral._check_fs(fs)
     report = callback(progress)
@@ -477,21 +499,33 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
     freqs = np.fft.rfftfreq(256, 1.0 / fs)
     band = spectral.in_band(freqs, fs)
 
+    if envelope_band:
+        env_band = (float(envelope_band[0]), float(envelope_band[1]))
+        env_info = dict(envelope_band_info or {"source": "given"})
+    elif train_d and length >= 32:
+        env_info = spectral.choose_envelope_band(train_d, fs, fault_freqs, seed=seed)
+        env_info["source"] = "the real training part"
+        env_band = (env_info["low"], env_info["high"])
+    else:
+        env_band, env_info = spectral.ENVELOPE_BAND, {"source": "default (spectral.ENVELOPE_BAND)"}
+    env_info = {**env_info, "low": env_band[0], "high": env_band[1]}
+
     def fc_of(label: str) -> float | None:
         fc = fault_freqs.get(label)
         if fc is None or length < ENVELOPE_MIN_SAMPLES or not np.isfinite(fc) or fc <= 0:
             return None
-        if fs / 2 <= spectral.ENVELOPE_BAND[0]:  # the 2-5 kHz resonance band is not sampled
+        if fs / 2 <= env_band[0]:  # the resonance band is not sampled
             return None
         return float(fc)
 
-    envelope_ok = length >= ENVELOPE_MIN_SAMPLES and fs / 2 > spectral.ENVELOPE_BAND[0]
+    envelope_ok = length >= ENVELOPE_MIN_SAMPLES and fs / 2 > env_band[0]
     total = len(fake_d) + 1
     report(0, total, f"features of the real segments ({len(real_d)} classes)")
-    real = _RealSide(fs, freqs, band, envelope_ok,
-                     {lab: _features(a, fs, fc=fc_of(lab), full=lab in fake_d, profile=envelope_ok)
+    real = _RealSide(fs, freqs, band, envelope_ok, env_band,
+                     {lab: _features(a, fs, fc=fc_of(lab), full=lab in fake_d, profile=envelope_ok, band=env_band)
                       for lab, a in real_d.items()},
-                     {lab: _features(a, fs, full=False, profile=envelope_ok) for lab, a in train_d.items()})
+                     {lab: _features(a, fs, full=False, profile=envelope_ok, band=env_band)
+                      for lab, a in train_d.items()})
     classes: dict[str, ClassFidelity] = {}
     for i, (lab, fk) in enumerate(fake_d.items()):
         report(i + 1, total, f"class {lab} ({i + 1}/{len(fake_d)}: spectra, envelope" + (", C2ST)" if c2st else ")"))
@@ -501,7 +535,8 @@ def fidelity_report(real: Sets, fake: Sets, fs: float, *, real_train: Sets | Non
         classes[lab] = c
     report(total, total, f"{len(classes)} classes scored")
     return FidelityReport(fs=fs, segment_length=int(length), channels=int(channels), classes=classes,
-                          thresholds=dataclasses.asdict(cfg), meta=dict(meta or {}))
+                          thresholds=dataclasses.asdict(cfg), meta=dict(meta or {}), envelope_band=env_band,
+                          envelope_band_info=env_info)
 
 
 def real_segments(recordings: Sequence[Any], length: int, fractions: Sequence[float] = (0.7, 0.0, 0.3),

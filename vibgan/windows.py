@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,3 +95,38 @@ def split_by_time(rec: Recording, fractions: Sequence[float] = (0.7, 0.0, 0.3), 
         meta = dict(rec.meta, part=names[i], part_index=i, offset=base + int(a))
         parts.append(Recording(rec.signal[:, a:b], rec.fs, meta))
     return tuple(parts)
+
+
+#: the envelope check's frequency tolerance (spectral.ENVELOPE_TOLERANCE): a segment's frequency resolution
+#: fs / T must be at most this fraction of the lowest fault frequency in use
+PHYSICS_TOLERANCE = 0.03
+#: bounds of the physics segment length, in samples
+PHYSICS_MIN, PHYSICS_MAX = 1024, 65536
+
+
+def physics_length(fs: float, f_low: float, hop: int, *, tolerance: float = PHYSICS_TOLERANCE,
+                   shortest: int | None = None) -> tuple[int, str]:
+    """The segment length the physics asks for: the smallest multiple of ``hop`` whose frequency resolution
+    fs / T resolves the lowest characteristic frequency in use, ``f_low`` Hz, to ``tolerance`` (the envelope
+    check's +-3 %): T >= fs / (tolerance x f_low), i.e. 1 / tolerance (33) periods of f_low. Kept within
+    PHYSICS_MIN..PHYSICS_MAX and, where ``shortest`` (samples of the shortest training part) is given, at most
+    half of it. Returns (T, why) with ``why`` one sentence for the report."""
+    if fs <= 0 or f_low <= 0 or hop < 1:
+        raise DataError(f"physics segment length: needs fs > 0, f_low > 0 and hop >= 1 (got {fs}, {f_low}, {hop})")
+    need = fs / (tolerance * f_low)
+    t = int(-(-math.ceil(need - 1e-9) // hop) * hop)
+    why = (f"{t} samples ({t / fs:.3f} s): the smallest multiple of the generator's hop ({hop}) with a frequency "
+           f"resolution fs/T <= {tolerance:.0%} of the lowest fault frequency in use ({f_low:.1f} Hz), "
+           f"{t * f_low / fs:.0f} of its periods")
+    lo, hi = -(-PHYSICS_MIN // hop) * hop, PHYSICS_MAX // hop * hop
+    if shortest is not None:
+        hi = min(hi, max(hop, shortest // 2 // hop * hop))
+    if t < lo:
+        why = (f"{lo} samples ({lo / fs:.3f} s): the minimum length (the physics asks for only {need:.0f} to resolve "
+               f"{f_low:.1f} Hz to {tolerance:.0%})")
+        t = lo
+    elif t > hi:
+        why = (f"{hi} samples ({hi / fs:.3f} s): capped (the physics asks for {need:.0f} to resolve "
+               f"{f_low:.1f} Hz to {tolerance:.0%}; the envelope check is coarser than that)")
+        t = hi
+    return t, why
