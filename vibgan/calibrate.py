@@ -189,7 +189,9 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
 
     # the equaliser's three latent sets and the scoring set (the same noise for every candidate), with the
     # network's part of each kept across trials that change only the impulse gain, segment gain or equaliser
-    eq_sets = _eq_sets(G, data, seed, 3, 32)
+    # (the search's equaliser iterations all use one set of 32 per group, a third of calibrate_equalizer's own
+    # noise: the candidates are compared on the same footing, and the final equaliser is fitted afterwards)
+    eq_sets = _eq_sets(G, data, seed, 1, 32)
     score_set = (G.sample_latent(len(g), data.length, torch.Generator(device=device).manual_seed(seed + 5), device), y, c)
     outputs = _Sources(G, [*eq_sets, score_set])
 
@@ -200,8 +202,8 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
         G.segment_mode.copy_(modes * (knobs["segment_gain_db"] * db_to_log).unsqueeze(-1))
         if "impulse_gain" in knobs:
             G.impulse_gain.copy_(knobs["impulse_gain"])
-        calibrate_equalizer(G, data, seed, outputs=outputs)
-        x = outputs(len(eq_sets))  # (G * n, C, T)
+        calibrate_equalizer(G, data, seed, outputs=lambda i: outputs(0))
+        x = outputs(1)  # (G * n, C, T)
         p = losses.segment_psd(x, data.fs, PSD_NPERSEG)
         fake_db, _ = losses.group_log_psd(p, g, n_groups)
         # the distance to a mean of n segments understates the spread by about sqrt(1 - 1/n)
