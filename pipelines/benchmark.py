@@ -1246,10 +1246,6 @@ def run_tracking(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # --------------------------------------------------------------------------------------------------
 # first-run: `make train` as a new user meets it
 # --------------------------------------------------------------------------------------------------
@@ -1319,3 +1315,7 @@ def run_first_run(args: argparse.Namespace) -> int:
     write_json(result, args.out, "first-run")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0 if rc == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -36,6 +36,11 @@ class SimulateConfig:
     duration_s: float = 8.0
     severity: float = 1.0
     seed: int = 1234
+    # another machine: its structural resonances (Hz), background RMS (g) and shaft-harmonic amplitudes (g);
+    # empty / 0: the default rig (3.4 and 2.8 kHz, 0.07 g, CWRU-like)
+    resonance_hz: list[float] = field(default_factory=list)
+    noise_g: float = 0.0
+    shaft_g: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -385,6 +390,10 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("data.simulate.rpms", "a non-empty list of positive speeds in rpm", s.rpms)
     if s.duration_s <= 0:
         bad("data.simulate.duration_s", "a positive duration in seconds", s.duration_s)
+    if any(f <= 0 for f in s.resonance_hz):
+        bad("data.simulate.resonance_hz", "positive resonance frequencies in Hz (empty: the default rig)", s.resonance_hz)
+    if s.noise_g < 0 or any(g < 0 for g in s.shaft_g):
+        bad("data.simulate.noise_g/shaft_g", "amplitudes in g >= 0 (0 / empty: the default rig)", (s.noise_g, s.shaft_g))
     if m.kind not in ("conv1d", "mlp"):
         bad("model.kind", "'conv1d' or 'mlp'", m.kind)
     if m.noise not in ("normal", "uniform"):

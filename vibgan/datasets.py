@@ -480,7 +480,8 @@ def load_recordings(cfg: Config) -> list[Recording]:
         s = d.simulate
         return simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=d.fs or SIMULATED_FS,
                                 duration=s.duration_s, severity=s.severity, seed=s.seed, load_hp=s.load_hp,
-                                channels=len(d.channels), geometry=geometry(geometry_of(d)))
+                                channels=len(d.channels), geometry=geometry(geometry_of(d)),
+                                resonance_hz=s.resonance_hz, noise_g=s.noise_g, shaft_g=s.shaft_g)
     if d.source == "files" and d.manifest:
         return load_manifest(d.manifest, fs=d.fs or None, channels=d.channels or None, classes=d.classes or None)
     if d.source == "files":

@@ -352,7 +352,8 @@ def _checked_inputs(fault, rpm, fs, duration, severity, load_hp, slip, channels,
 def simulate_bearing(fault: str, rpm: float, fs: float, duration: float, *, severity: float = 1.0,
                      seed: int | None = None, geometry: str | BearingGeometry = "6205", load_hp: float = 0.0,
                      channels: int = 1, resonance_hz: float | Sequence[float] | None = None,
-                     noise_g: float | None = None, slip: float = DEFAULT_SLIP, label: str | None = None) -> Recording:
+                     noise_g: float | None = None, slip: float = DEFAULT_SLIP, label: str | None = None,
+                     shaft_g: Sequence[float] | None = None) -> Recording:
     """Simulate an accelerometer recording (g) of a rolling-element bearing with a localised defect.
 
     Parameters
@@ -372,6 +373,7 @@ def simulate_bearing(fault: str, rpm: float, fs: float, duration: float, *, seve
     noise_g : RMS of the broadband background in g (default 0.07, the CWRU baseline).
     slip : standard deviation of each inter-strike interval as a fraction of the mean (default 0.015).
     label : class label for meta (default the fault name).
+    shaft_g : amplitudes (g) of the first shaft-rate harmonics (default 0.006, 0.003, 0.004 g).
 
     Returns
     -------
@@ -403,12 +405,13 @@ def simulate_bearing(fault: str, rpm: float, fs: float, duration: float, *, seve
         rate = fc  # ball: 2 x BSF, one strike per race per spin
         times, amps = _strike_train(fault, rate, freqs, n / fs, severity, rpm, load_hp, slip, rng)
 
-    de = _ring(times, amps, de_modes, fs, n) + _shaft(n, fs, freqs["fr"], SHAFT_HARMONICS_G, rng) \
+    shaft = tuple(SHAFT_HARMONICS_G if shaft_g is None else (float(g) for g in shaft_g))
+    de = _ring(times, amps, de_modes, fs, n) + _shaft(n, fs, freqs["fr"], shaft, rng) \
         + _background(n, fs, noise, rng)
     rows = [de]
     if channels == 2:
         fe = FE_STRIKE_GAIN * _ring(times, amps, fe_modes, fs, n) \
-            + _shaft(n, fs, freqs["fr"], [1.2 * g for g in SHAFT_HARMONICS_G], rng) \
+            + _shaft(n, fs, freqs["fr"], [1.2 * g for g in shaft], rng) \
             + _background(n, fs, FE_NOISE_GAIN * noise, rng)
         rows.append(fe)
     sig = _anti_alias(np.stack(rows), fs).astype(np.float32)
@@ -438,8 +441,12 @@ def _derived_seed(seed: int, fault: str, rpm: float, load_hp: float) -> int:
 def simulate_dataset(faults: Sequence[str] = ("normal", "inner", "outer", "ball"),
                      rpms: Sequence[float] = (1500, 1800), fs: float = 12000, duration: float = 8.0, *,
                      severity: float = 1.0, seed: int = 0, load_hp: float = 0.0, channels: int = 1,
-                     geometry: str | BearingGeometry = "6205") -> list[Recording]:
+                     geometry: str | BearingGeometry = "6205", resonance_hz: Sequence[float] | None = None,
+                     noise_g: float | None = None, shaft_g: Sequence[float] | None = None) -> list[Recording]:
     """The embedded default data set: one simulated recording per (fault, rpm), labelled by fault name.
+
+    ``resonance_hz``, ``noise_g`` and ``shaft_g`` describe another machine (simulate_bearing; None: the
+    default rig, a CWRU-like drive end).
 
     Each recording's seed is derived from (seed, fault, rpm, load_hp) and stored in its meta, so a recording
     can be regenerated alone with ``simulate_bearing(..., seed=rec.meta['seed'])``.
@@ -467,5 +474,6 @@ def simulate_dataset(faults: Sequence[str] = ("normal", "inner", "outer", "ball"
                 raise VibganError(f"simulate_dataset: rpms: expected positive shaft speeds in rev/min, got {rpm!r}")
             s = _derived_seed(seed, fault, rpm_f, max(load_f, 0.0) if math.isfinite(load_f) else 0.0)
             out.append(simulate_bearing(fault, rpm_f, fs, duration, severity=severity, seed=s, geometry=geometry,
-                                        load_hp=load_hp, channels=channels))
+                                        load_hp=load_hp, channels=channels, resonance_hz=resonance_hz or None,
+                                        noise_g=noise_g or None, shaft_g=shaft_g or None))
     return out
