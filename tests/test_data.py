@@ -941,3 +941,66 @@ def test_write_failures_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="move it into place"):
         w.close()
     assert [p.name for p in tmp_path.iterdir()] == ["taken.h5"]
+
+
+def test_the_second_simulated_machine_owes_nothing_to_cwru():
+    """configs/machine_b.toml, shortened: a 51.2 kHz sensor resampled to 16 kHz, another bearing by its numbers,
+    its own resonances; the segment length comes from its physics and the envelope band from its data, and the
+    real recordings pass the envelope check at this bearing's frequencies in that band."""
+    from vibgan import validate
+    from vibgan.config import load_config
+    from vibgan.datasets import load_recordings, prepare_data
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "machine_b.toml", ["data.simulate.duration_s=6", "data.simulate.rpms=[600, 1200]"])
+    data = prepare_data(cfg)
+    assert data.fs == 16000.0 and data.train_parts[0].meta["fs_original"] == 51200.0
+    fcs = data.class_fault_freqs()
+    assert fcs["outer"] == pytest.approx(600 / 60 * 6 * (1 - 9.5 / 58), rel=1e-6)  # BPFO of 12 balls, 9.5/58 mm
+    assert data.length % 64 == 0 and 16000 / data.length <= 0.03 * fcs["outer"] < 16000 / (data.length - 64)
+    assert "50.2 Hz" in data.length_why
+    lo, hi = data.envelope_band
+    assert lo <= 4800 <= hi or lo <= 6300 <= hi, data.envelope_band_info  # this machine's resonances
+    assert lo >= 10 * max(f for f in fcs.values() if f)
+    slow = [r for r in load_recordings(cfg) if r.meta["rpm"] == 600 and r.label in ("inner", "outer")]
+    train_w, test_w = validate.real_segments(slow, data.length, (0.7, 0.0, 0.3))
+    rep = validate.fidelity_report(test_w, train_w, data.fs, real_train=train_w,
+                                   fault_freqs={k: characteristic_frequency(k, 600.0, data.geometry) for k in test_w},
+                                   c2st=False, envelope_band=data.envelope_band)
+    assert rep.envelope_band == data.envelope_band
+    for k in ("inner", "outer"):
+        assert rep.classes[k].envelope_hit_rate_real >= 0.9, (k, rep.classes[k].envelope_hit_rate_real)
+    wrong = validate.fidelity_report(test_w, train_w, data.fs, real_train=train_w, c2st=False,
+                                     fault_freqs={k: characteristic_frequency(k, 600.0, "6205") for k in test_w},
+                                     envelope_band=data.envelope_band)
+    assert all(wrong.classes[k].envelope_hit_rate_real < 0.5 for k in ("inner", "outer"))  # CWRU's bearing: no hits
+
+
+def test_per_recording_normalisation_trains_each_gain_at_unit_variance_and_returns_its_units():
+    """Two speeds of one class recorded by sensors of gains 1 and 10: per class, the quiet recording would be
+    a tenth of unit variance in training; per recording both are at unit variance, and the normaliser sends
+    outputs back at each condition's own level (the nearest recorded speed for others)."""
+    from vibgan.datasets import TrainData
+    from vibgan.normalize import Normalizer
+    from vibgan.synthetic import simulate_bearing
+
+    recs = []
+    for rpm, gain in ((1500.0, 1.0), (1800.0, 10.0)):
+        r = simulate_bearing("inner", rpm, 12000.0, 3.0, seed=int(rpm))
+        recs.append(type(r)(r.signal * gain, r.fs, r.meta))
+    per_class = TrainData.from_recordings(recs, length=1024)
+    per_rec = TrainData.from_recordings(recs, length=1024, per_recording=True)
+    for td, want in ((per_class, None), (per_rec, (1.0, 1.0))):
+        stds = [float(td.signals[i, : int(td.lengths[i])].std()) for i in range(2)]
+        if want is None:
+            assert stds[1] / stds[0] > 5  # one scale per class: the gain difference stays in training
+        else:
+            assert stds == pytest.approx(want, rel=1e-3)
+    norm = per_rec.normalizer
+    ones = np.ones((2, 1, 8), dtype=np.float32)
+    std_of = {rpm: float(norm.std[norm._rows(["inner"], 1, (rpm, 0.0))[0], 0]) for rpm in (1500.0, 1750.0, 1800.0)}
+    assert std_of[1800.0] / std_of[1500.0] == pytest.approx(10.0, rel=0.05)
+    assert std_of[1750.0] == std_of[1800.0]  # nearest recorded speed
+    back = Normalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
+    np.testing.assert_allclose(back.inverse(ones, ["inner"] * 2, conds=(1800.0, 0.0)),
+                               norm.inverse(ones, ["inner"] * 2, conds=(1800.0, 0.0)))

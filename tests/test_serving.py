@@ -211,3 +211,34 @@ def test_tracking_server_run_survives_an_outage_and_registers(tmp_path):
         assert (tmp_path / "server-artifacts").is_dir()
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_serve_script_starts_and_stops_the_whole_server(registered, tmp_path):
+    """pipelines/serve.sh: start answers invocations; stop leaves no uvicorn child and frees the port."""
+    import socket
+    import subprocess
+
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.uri, "SERVE_PORT": str(port),
+           "VIBGAN_SERVE_DIR": str(tmp_path / "serve"), "PYTHON": sys.executable}
+    script = [str(ROOT / "pipelines" / "serve.sh")]
+    started = subprocess.run(["bash", *script, "start", "models:/vibgan-serve@champion"], env=env,
+                             capture_output=True, text=True, timeout=180)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        assert f"http://127.0.0.1:{port}/invocations" in started.stdout
+        status, body = post_json(f"http://127.0.0.1:{port}/invocations",
+                                 {"dataframe_split": {"columns": ["label", "n", "seed"], "data": [["outer", 1, 3]]}})
+        assert status == 200 and body["predictions"][0]["label"] == "outer"
+        pgid = int((tmp_path / "serve" / "serve.pid").read_text())
+        assert subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True).stdout.split()  # mlflow + uvicorn
+    finally:
+        stopped = subprocess.run(["bash", *script, "stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped
+    assert not subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True).stdout.split()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing answers any more
+    again = subprocess.run(["bash", *script, "start", "runs/no-such-model"], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode != 0 and "cannot be loaded" in again.stderr and not (tmp_path / "serve" / "serve.pid").exists()

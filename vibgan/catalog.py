@@ -117,7 +117,7 @@ def load_many(root_or_paths: str | os.PathLike | Iterable[str | os.PathLike], *,
 
     Parameters
     ----------
-    root_or_paths : a directory, a file, or an iterable of files.
+    root_or_paths : a directory, a file, or an iterable of files and directories.
     channels : passed to ``load`` for every file.
     classes : keep only recordings with these labels; a class with no recording is an error.
     pattern : glob for file names when a directory is given.
@@ -130,8 +130,12 @@ def load_many(root_or_paths: str | os.PathLike | Iterable[str | os.PathLike], *,
         paths = [p for p in _recording_files(root, pattern)
                  if not (p.suffix.lower() in (".h5", ".hdf5") and _is_generated_file(p))]
         where = str(root)
-    else:
-        paths = [Path(p) for p in root_or_paths]
+    else:  # files, and folders (expanded like a root)
+        paths = []
+        for item in (Path(p) for p in root_or_paths):
+            paths += ([p for p in _recording_files(item, pattern)
+                       if not (p.suffix.lower() in (".h5", ".hdf5") and _is_generated_file(p))]
+                      if item.is_dir() else [item])
         where = "the given paths"
     recs = [load(p, channels=channels) for p in paths]
     if classes is not None:

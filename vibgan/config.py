@@ -41,6 +41,7 @@ class SimulateConfig:
     resonance_hz: list[float] = field(default_factory=list)
     noise_g: float = 0.0
     shaft_g: list[float] = field(default_factory=list)
+    fs: float = 0.0  # Hz the simulated sensor samples at; 0: data.fs (12 kHz when that is 0 too)
 
 
 @dataclass
@@ -59,6 +60,10 @@ class DataConfig:
     """Where the training signals come from and how they are cut."""
     source: str = "simulated"  # simulated | files | sinusoid
     path: str = ""  # a directory or file of recordings when source = "files"
+    extra_paths: list[str] = field(default_factory=list)  # more directories or files, loaded with data.path
+    # "class": one scale per class (default); "recording": each recording by its own statistics, where sensor
+    # gains differ between recordings (outputs return in the units of each class and condition's recordings)
+    normalize: str = "class"
     manifest: str = ""  # a CSV/Parquet manifest of recordings (vibgan.manifest) when source = "files"; wins over path
     lazy: bool = False  # read training windows from data.path (an HDF5 recordings file) per batch, not into memory
     # Hz: every recording is resampled to this rate (resample_poly, exact ratio; the original rate stays in its
@@ -139,6 +144,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     max_rollbacks: int = 3
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    calibration_rounds: int = 2  # coordinate-descent rounds of the variety calibration (model.variety)
     progress: bool = True
 
 
@@ -371,6 +377,10 @@ def check(cfg: Config, source: str = "config") -> None:
     if d.lazy and (d.source != "files" or not d.path.lower().endswith((".h5", ".hdf5"))):
         bad("data.lazy", "true only with data.source = 'files' and data.path an HDF5 recordings file (.h5)",
             f"{d.lazy} (source {d.source!r}, path {d.path!r})")
+    if t.calibration_rounds < 1:
+        bad("train.calibration_rounds", "at least 1", t.calibration_rounds)
+    if d.normalize not in ("class", "recording") or (d.normalize == "recording" and d.lazy):
+        bad("data.normalize", "'class' or 'recording' ('recording' not with data.lazy)", d.normalize)
     if d.fs < 0:
         bad("data.fs", "a positive sampling rate in Hz (0: each file's own rate)", d.fs)
     if d.segment_length < 16 and not (d.segment_length == 0 and d.source != "sinusoid" and m.kind == "conv1d"
@@ -392,6 +402,8 @@ def check(cfg: Config, source: str = "config") -> None:
         bad("data.simulate.duration_s", "a positive duration in seconds", s.duration_s)
     if any(f <= 0 for f in s.resonance_hz):
         bad("data.simulate.resonance_hz", "positive resonance frequencies in Hz (empty: the default rig)", s.resonance_hz)
+    if s.fs < 0:
+        bad("data.simulate.fs", "a sampling rate in Hz >= 0 (0: data.fs)", s.fs)
     if s.noise_g < 0 or any(g < 0 for g in s.shaft_g):
         bad("data.simulate.noise_g/shaft_g", "amplitudes in g >= 0 (0 / empty: the default rig)", (s.noise_g, s.shaft_g))
     if m.kind not in ("conv1d", "mlp"):

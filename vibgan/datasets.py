@@ -28,8 +28,8 @@ from vibgan.errors import ConfigError, DataError
 from vibgan.exchange import process_local_h5, validate_generated
 from vibgan.losses import PSD_NPERSEG, psd_band
 from vibgan.manifest import load_manifest
-from vibgan.normalize import Normalizer
-from vibgan.recordings import Recording, hdf5_recordings, label_fields, open_hdf5
+from vibgan.normalize import Normalizer, recording_stats
+from vibgan.recordings import Recording, hdf5_recordings, label_fields, open_hdf5, resample
 from vibgan.synthetic import simulate_dataset, sinusoids
 from vibgan.windows import physics_length, positive_int, split_bounds, split_by_time
 
@@ -358,8 +358,11 @@ class TrainData:
     @classmethod
     def from_recordings(cls, recordings: list[Recording], *, length: int, train_fraction: float = 0.7,
                         val_fraction: float = 0.0, classes: list[str] | None = None, normalize: bool = True,
-                        geometry: GeometrySpec = "6205") -> TrainData:
-        """Split each recording by time, fit the per-class normaliser on the training parts only, pack tensors."""
+                        geometry: GeometrySpec = "6205", per_recording: bool = False) -> TrainData:
+        """Split each recording by time, fit the per-class normaliser on the training parts only, pack tensors.
+
+        ``per_recording``: standardise every recording by its own statistics (sensor gains that differ between
+        recordings); outputs go back in the units of each (class, rpm, load) group's recordings."""
 
         if not recordings:
             raise DataError("training data: no recordings were found")
@@ -387,12 +390,15 @@ class TrainData:
             if p.samples < length:
                 raise DataError(f"{p.meta.get('source', p.label)}: training part has {p.samples} samples, "
                                 f"shorter than one segment of {length}; lower data.segment_length or use longer recordings")
-        normalizer = Normalizer(per_class=True).fit(train_parts) if normalize else None
+        normalizer = Normalizer(per_class=True, per_recording=per_recording).fit(train_parts) if normalize else None
         lmax = max(p.samples for p in train_parts)
         sig = np.zeros((len(train_parts), lmax, train_parts[0].channels), dtype=np.float32)
         for i, p in enumerate(train_parts):
             x = p.signal[None]  # (1, C, N)
-            if normalizer is not None:
+            if normalizer is not None and per_recording:
+                mean, std = recording_stats(p)
+                x = ((x - mean[None, :, None]) / std[None, :, None]).astype(np.float32)
+            elif normalizer is not None:
                 x = normalizer.transform(x, [p.label])
             sig[i, : p.samples] = np.asarray(x)[0].T
         cond = [[float(p.meta.get("rpm") or 0.0), float(p.meta.get("load_hp") or 0.0)] for p in train_parts]
@@ -478,17 +484,20 @@ def load_recordings(cfg: Config) -> list[Recording]:
     d = cfg.data
     if d.source == "simulated":
         s = d.simulate
-        return simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=d.fs or SIMULATED_FS,
+        recs = simulate_dataset(faults=tuple(s.faults), rpms=tuple(s.rpms), fs=s.fs or d.fs or SIMULATED_FS,
                                 duration=s.duration_s, severity=s.severity, seed=s.seed, load_hp=s.load_hp,
                                 channels=len(d.channels), geometry=geometry(geometry_of(d)),
                                 resonance_hz=s.resonance_hz, noise_g=s.noise_g, shaft_g=s.shaft_g)
+        return [resample(r, d.fs) for r in recs] if d.fs and s.fs and d.fs != s.fs else recs
     if d.source == "files" and d.manifest:
         return load_manifest(d.manifest, fs=d.fs or None, channels=d.channels or None, classes=d.classes or None)
     if d.source == "files":
         path = Path(d.path)
-        if not path.exists():
-            raise ConfigError(f"data.path = {d.path!r}: no such file or directory")
-        return load_many(path, channels=d.channels or None, classes=d.classes or None, fs=d.fs or None)
+        for name, p in [("data.path", d.path)] + [("data.extra_paths", p) for p in d.extra_paths]:
+            if not Path(p).exists():
+                raise ConfigError(f"{name} = {p!r}: no such file or directory")
+        where = [path, *map(Path, d.extra_paths)] if d.extra_paths else path
+        return load_many(where, channels=d.channels or None, classes=d.classes or None, fs=d.fs or None)
     raise ConfigError(f"data.source = {d.source!r}: load_recordings reads simulated or files; "
                       "use prepare_data for sinusoids")
 
@@ -526,7 +535,8 @@ def prepare_data(cfg: Config) -> TrainData:
         recs = [r for r in recs if r.label in set(d.classes)] or recs
     length, why = segment_length_for(recs, cfg)
     td = TrainData.from_recordings(recs, length=length, train_fraction=d.train_fraction,
-                                   val_fraction=d.val_fraction, classes=d.classes or None, geometry=geometry_of(d))
+                                   val_fraction=d.val_fraction, classes=d.classes or None, geometry=geometry_of(d),
+                                   per_recording=d.normalize == "recording")
     td.length_why = why
     td.set_envelope_band(cfg.train.envelope_band, seed=cfg.train.seed)
     return td

@@ -168,7 +168,7 @@ class TrainedGenerator:
                 y = torch.full((b,), k, dtype=torch.long, device=self.device)
                 cond = torch.tensor([[rpm, load_hp]], dtype=torch.float32, device=self.device).expand(b, 2)
                 x = self.model(latent(done, b), y, cond).float()
-                x = self.normalizer.inverse(x, [label] * b) if self.normalizer is not None else x
+                x = self.normalizer.inverse(x, [label] * b, conds=(rpm, load_hp)) if self.normalizer is not None else x
                 yield x.cpu().numpy().astype("float32", copy=False)
                 done += b
 

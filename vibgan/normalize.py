@@ -27,11 +27,16 @@ class Normalizer:
     classes : labels seen by ``fit``, in ``label_sort_key`` order; int labels index this list.
     mean, std : float64 (K, C) per class (K = len(classes)) or (1, C) in global mode, in signal units.
     """
-    def __init__(self, per_class: bool = True) -> None:
-        self.per_class = bool(per_class)
+    def __init__(self, per_class: bool = True, per_recording: bool = False) -> None:
+        self.per_class = bool(per_class) or bool(per_recording)
+        # per recording (data.normalize = "recording"): every recording is standardised by its own statistics in
+        # training; outputs go back with the statistics of the recordings of their (class, rpm, load) group, the
+        # nearest recorded condition of the class when another is asked for
+        self.per_recording = bool(per_recording)
         self.classes: list[str] = []
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
+        self.groups: list[tuple[str, float, float]] = []  # per_recording: the rows' (label, rpm, load_hp)
 
     @property
     def channels(self) -> int:
@@ -56,20 +61,47 @@ class Normalizer:
             if not r.label:
                 raise DataError(f"{r.source}: label: Normalizer.fit needs a class label on every recording")
         classes = sorted({r.label for r in recs}, key=label_sort_key)
-        groups = {c: [r for r in recs if r.label == c] for c in classes} if self.per_class else {_GLOBAL: recs}
+        if self.per_recording:
+            keys = sorted({group_key(r) for r in recs}, key=lambda k: (label_sort_key(k[0]), k[1], k[2]))
+            groups = {k: [r for r in recs if group_key(r) == k] for k in keys}
+            self.groups = keys
+        else:
+            groups = {c: [r for r in recs if r.label == c] for c in classes} if self.per_class else {_GLOBAL: recs}
         means, stds = [], []
         for members in groups.values():
             n = sum(r.samples for r in members)
-            mean = sum(r.signal.astype(np.float64).sum(axis=1) for r in members) / n
-            var = sum(((r.signal.astype(np.float64) - mean[:, None]) ** 2).sum(axis=1) for r in members) / n
-            std = np.sqrt(var)
+            if self.per_recording:  # each recording at unit variance: the group's mean and RMS-mean std
+                own = [recording_stats(r) for r in members]
+                w = np.asarray([r.samples for r in members], dtype=np.float64)[:, None]
+                mean = (np.stack([m for m, _ in own]) * w).sum(axis=0) / w.sum()
+                std = np.sqrt((np.stack([sd for _, sd in own]) ** 2 * w).sum(axis=0) / w.sum())
+            else:
+                mean = sum(r.signal.astype(np.float64).sum(axis=1) for r in members) / n
+                var = sum(((r.signal.astype(np.float64) - mean[:, None]) ** 2).sum(axis=1) for r in members) / n
+                std = np.sqrt(var)
             means.append(mean)
             stds.append(np.where(std > 0, std, 1.0))  # a constant channel is shifted, not blown up
         self.classes, self.mean, self.std = classes, np.stack(means), np.stack(stds)
         return self
 
-    def _rows(self, labels: Any, batch: int) -> np.ndarray:
-        """Row of mean/std per batch item, from label strings or int indices into ``classes``."""
+    def _rows(self, labels: Any, batch: int, conds: Any = None) -> np.ndarray:
+        """Row of mean/std per batch item, from label strings or int indices into ``classes`` (per recording:
+        and ``conds``, one (rpm, load_hp) for all items or one per item; the class's nearest recorded group,
+        its first one without ``conds``)."""
+        idx = self._class_rows(labels, batch)
+        if not self.per_recording:
+            return idx
+        c = np.zeros((batch, 2)) if conds is None else np.broadcast_to(np.asarray(conds, dtype=np.float64).reshape(-1, 2),
+                                                                         (batch, 2))
+        out = np.empty(batch, dtype=np.int64)
+        for i, (k, (rpm, load)) in enumerate(zip(idx.tolist(), c.tolist())):
+            mine = [j for j, g in enumerate(self.groups) if g[0] == self.classes[k]]
+            out[i] = mine[0] if conds is None else min(
+                mine, key=lambda j: (abs(self.groups[j][1] - rpm) / max(self.groups[j][1], 1.0),
+                                     abs(self.groups[j][2] - load)))
+        return out
+
+    def _class_rows(self, labels: Any, batch: int) -> np.ndarray:
         if isinstance(labels, torch.Tensor):
             labels = labels.detach().cpu().numpy()
         if labels is None:
@@ -96,7 +128,7 @@ class Normalizer:
             raise DataError(f"Normalizer: labels: expected label strings or int class indices, got dtype {arr.dtype}")
         return idx if self.per_class else np.zeros(batch, dtype=np.int64)
 
-    def _apply(self, x: Any, labels: Any, inverse: bool) -> Any:
+    def _apply(self, x: Any, labels: Any, inverse: bool, conds: Any = None) -> Any:
         self._check_fitted()
         assert self.mean is not None and self.std is not None
         single = getattr(x, "ndim", None) == 2
@@ -106,7 +138,7 @@ class Normalizer:
             raise DataError(f"Normalizer: x: expected (B, C, T) or (C, T), got shape {tuple(getattr(x, 'shape', ()))}")
         if x.shape[1] != self.mean.shape[1]:
             raise DataError(f"Normalizer: x: expected {self.mean.shape[1]} channels, got {x.shape[1]}")
-        rows = self._rows(labels, int(x.shape[0]))
+        rows = self._rows(labels, int(x.shape[0]), conds)
         mean, std = self.mean[rows][:, :, None], self.std[rows][:, :, None]
         if isinstance(x, torch.Tensor):
             dtype = x.dtype if x.is_floating_point() else torch.float32
@@ -119,22 +151,27 @@ class Normalizer:
             out = (arr * std + mean if inverse else (arr - mean) / std).astype(dtype, copy=False)
         return out[0] if single else out
 
-    def transform(self, x: Any, labels: Any = None) -> Any:
+    def transform(self, x: Any, labels: Any = None, conds: Any = None) -> Any:
         """(x - mean) / std per item and channel; x (B, C, T) or (C, T), numpy or torch, same type back.
 
         ``labels``: label strings or int indices into ``classes`` (one per item, or one for all); optional in
         global mode.
         """
-        return self._apply(x, labels, inverse=False)
+        return self._apply(x, labels, inverse=False, conds=conds)
 
-    def inverse(self, x: Any, labels: Any = None) -> Any:
-        """x * std + mean: normalised values back to physical units; arguments as in ``transform``."""
-        return self._apply(x, labels, inverse=True)
+    def inverse(self, x: Any, labels: Any = None, conds: Any = None) -> Any:
+        """x * std + mean: normalised values back to physical units; arguments as in ``transform`` (``conds``:
+        the (rpm, load_hp) of the items, used per recording)."""
+        return self._apply(x, labels, inverse=True, conds=conds)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state: per_class, classes, channels, mean and std per class (or '*')."""
         self._check_fitted()
         assert self.mean is not None and self.std is not None
+        if self.per_recording:
+            return {"kind": "vibgan.Normalizer", "version": 2, "per_class": True, "per_recording": True,
+                    "classes": list(self.classes), "groups": [list(g) for g in self.groups],
+                    "mean": self.mean.tolist(), "std": self.std.tolist()}
         keys = self.classes if self.per_class else [_GLOBAL]
         return {
             "kind": "vibgan.Normalizer", "version": 1, "per_class": self.per_class, "classes": list(self.classes),
@@ -147,10 +184,18 @@ class Normalizer:
         """Rebuild from ``to_dict()`` output; DataError on anything missing or inconsistent."""
         try:
             per_class = bool(state["per_class"])
+            per_recording = bool(state.get("per_recording", False))
             classes = [str(c) for c in state["classes"]]
-            keys = classes if per_class else [_GLOBAL]
-            mean = np.asarray([state["mean"][k] for k in keys], dtype=np.float64)
-            std = np.asarray([state["std"][k] for k in keys], dtype=np.float64)
+            groups = [(str(g[0]), float(g[1]), float(g[2])) for g in state.get("groups", [])]
+            if per_recording:
+                mean = np.asarray(state["mean"], dtype=np.float64)
+                std = np.asarray(state["std"], dtype=np.float64)
+                if len(groups) != len(mean) or {g[0] for g in groups} != set(classes):
+                    raise ValueError("groups do not match the rows or the classes")
+            else:
+                keys = classes if per_class else [_GLOBAL]
+                mean = np.asarray([state["mean"][k] for k in keys], dtype=np.float64)
+                std = np.asarray([state["std"][k] for k in keys], dtype=np.float64)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"Normalizer.from_dict: expected keys per_class, classes, mean, std with one entry "
                             f"per class ({type(exc).__name__}: {exc})") from None
@@ -159,6 +204,18 @@ class Normalizer:
                             f"{mean.shape} and {std.shape}")
         if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
             raise DataError("Normalizer.from_dict: mean/std: expected finite values and positive std")
-        norm = cls(per_class=per_class)
-        norm.classes, norm.mean, norm.std = classes, mean, std
+        norm = cls(per_class=per_class, per_recording=per_recording)
+        norm.classes, norm.mean, norm.std, norm.groups = classes, mean, std, groups
         return norm
+
+
+def group_key(rec: Recording) -> tuple[str, float, float]:
+    """A recording's (label, rpm, load_hp): the group the per-recording normaliser returns outputs with."""
+    return (str(rec.label), float(rec.meta.get("rpm") or 0.0), float(rec.meta.get("load_hp") or 0.0))
+
+
+def recording_stats(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
+    """A recording's own mean and std per channel (float64; a zero std becomes 1)."""
+    x = rec.signal.astype(np.float64)
+    std = x.std(axis=1)
+    return x.mean(axis=1), np.where(std > 0, std, 1.0)

@@ -98,7 +98,10 @@ def data_provenance(cfg, data) -> dict[str, Any]:
     test = max(0.0, 1.0 - d.train_fraction - d.val_fraction)
     prov: dict[str, Any] = {
         "source": d.source, "classes": list(data.classes), "fs_hz": float(data.fs), "channels": list(data.channels),
-        "segment_length": int(data.length), "units": data.units, "geometry": data.geometry,
+        "segment_length": int(data.length), "segment_length_why": getattr(data, "length_why", "") or None,
+        "envelope_band_hz": list(data.envelope_band) if getattr(data, "envelope_band", None) else None,
+        "envelope_band_why": (getattr(data, "envelope_band_info", {}) or {}).get("rule"),
+        "normalize": d.normalize, "units": data.units, "geometry": data.geometry,
         "split": {"method": "by time inside each recording (train, validation, test)",
                   "fractions": [round(d.train_fraction, 6), round(d.val_fraction, 6), round(test, 6)]},
         "conditions_rpm_load_hp": data.conditions,

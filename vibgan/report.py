@@ -470,10 +470,10 @@ def plot_samples(G: torch.nn.Module, data: TrainData, path: Path, seed: int, ste
     conds = data.conditions
     c = torch.tensor([conds[data.classes[i]][0] for i in y.tolist()], dtype=torch.float32, device=device)
     fake = G(G.sample_latent(len(y), data.length, gen, device), y, c).float()
-    real, yr, _, _ = data.sample(n * k * 4, torch.Generator(device=device).manual_seed(seed + 1))
-    if data.normalizer is not None:
-        fake = data.normalizer.inverse(fake, y.tolist())
-        real = data.normalizer.inverse(real, yr.tolist())
+    real, yr, cr, _ = data.sample(n * k * 4, torch.Generator(device=device).manual_seed(seed + 1))
+    if data.normalizer is not None:  # with their conditions: per recording, each group has its own units
+        fake = data.normalizer.inverse(fake, y.tolist(), conds=c.cpu().numpy())
+        real = data.normalizer.inverse(real, yr.tolist(), conds=cr.cpu().numpy())
     fake, real, y, yr = fake.cpu().numpy(), real.cpu().numpy(), y.cpu().numpy(), yr.cpu().numpy()
     t = np.arange(data.length) / data.fs
     fig, axes = plt.subplots(k, 2, figsize=(12, 2.0 * k + 0.8), squeeze=False)

@@ -343,7 +343,7 @@ def finish(cfg: Config, data: TrainData, m: Models, tracker: Tracker, ctx: distr
     g_final = copy.deepcopy(state.G_ema)
     t_variety = time.perf_counter()
     lines = Progress("calibration", 1, enabled=cfg.train.progress and ctx.is_main)
-    variety = calibrate_variety(g_final, data, eval_seed, progress=lines)  # model.variety: per-class knobs, before the EQ
+    variety = calibrate_variety(g_final, data, eval_seed, rounds=cfg.train.calibration_rounds, progress=lines)  # model.variety: per-class knobs, before the EQ
     t_variety = time.perf_counter() - t_variety
     calibrate_equalizer(g_final, data, eval_seed)
     if variety and ctx.is_main:
