@@ -201,8 +201,46 @@ def test_killed_process_leaves_no_output_file(model, tmp_path, sig):
     assert not out.exists()
     if sig == signal.SIGTERM:  # cleaned up like Ctrl-C
         assert proc.returncode == 130 and leftovers(tmp_path) == [], err.decode()[-2000:]
-    else:  # nothing can clean up after SIGKILL: only a hidden temp file remains, never gen.h5
-        assert all(name.startswith(".gen.h5.") and name.endswith(".tmp") for name in leftovers(tmp_path))
+    else:  # nothing can clean up after SIGKILL: only a hidden temp file remains, never gen.h5 ...
+        left = leftovers(tmp_path)
+        assert left and all(name.startswith(f".gen.h5.pid{proc.pid}.") and name.endswith(".tmp") for name in left)
+        # ... and the next run to the same file removes it (its writer is dead) and says so
+        again = subprocess.run([sys.executable, str(SCRIPT), "--model", str(model), "--n", "2", "--seed", "1",
+                                "--out", str(out), "--no-progress"], capture_output=True, text=True, cwd=tmp_path,
+                               timeout=120)
+        assert again.returncode == 0 and "a partial file left by an earlier run that was killed" in again.stdout
+        assert [n for n in leftovers(tmp_path) if n != "gen.h5"] == [] and out.is_file()
+
+
+def test_stale_temp_files_of_live_writers_are_kept(tmp_path):
+    from vibgan.files import remove_stale_temps, temp_beside
+
+    out = tmp_path / "x.h5"
+    mine = temp_beside(out)  # this process: alive
+    dead = tmp_path / ".x.h5.pid999999999.abc.tmp"  # no such process
+    dead.write_bytes(b"partial")
+    other = tmp_path / ".y.h5.pid999999999.abc.tmp"  # another file's temp: not ours to judge
+    other.write_bytes(b"partial")
+    assert remove_stale_temps(out) == [(dead, 7)]
+    assert mine.exists() and other.exists() and not dead.exists()
+
+
+def test_an_unwritable_out_folder_fails_before_any_message(model, tmp_path, capsys):
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK) and os.geteuid() == 0:  # root writes anyway: use a file where a folder should be
+            ro = tmp_path / "file"
+            ro.write_text("x")
+        rc = cli.main(["--model", str(model), "--n", "2", "--out", str(ro / "gen.h5"), "--no-progress"])
+    finally:
+        os.chmod(tmp_path / "ro", 0o700)
+    out, err = capsys.readouterr()
+    assert rc == 2 and "generating" not in out
+    assert err.startswith("error: --out") and "cannot write in the folder" in err
 
 
 def test_a_generator_directory_mixing_two_saves_is_refused(gen, tmp_path):

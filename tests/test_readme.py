@@ -40,9 +40,9 @@ def shortened(line: str) -> list[str] | None:
             i = args.index("--steps") + 1
             args[i] = str(max(2, int(args[i]) // 200))  # 600 -> 3, 800 -> 4: the resume still has steps to do
         else:
-            small += ["--steps", "3"]
+            small += ["--steps", "2"]
         small += ["--set", "train.checkpoint_every=1", "--set", "train.eval_every=2", "--set", "train.sample_every=10",
-                  "--set", "validate.c2st=false"]
+                  "--set", "validate.c2st=false", "--set", "train.calibration_rounds=1"]
     elif script.endswith("generate.py"):
         args[args.index("--n") + 1] = "4"
         small = ["--no-progress"]

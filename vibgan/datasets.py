@@ -254,8 +254,8 @@ def segment_length_for(recordings: list[Recording], cfg: Config) -> tuple[int, s
     if d.segment_length:
         return d.segment_length, f"{d.segment_length} samples: data.segment_length"
     geo = _bearing_of(recordings, geometry_of(d))
-    fcs = [characteristic_frequency(r.meta["fault"], float(r.meta["rpm"]), geo) for r in recordings
-           if r.meta.get("fault") in FAULTS and float(r.meta.get("rpm") or 0) > 0]
+    fcs = [f for f in (characteristic_frequency(r.meta["fault"], float(r.meta["rpm"]), geo) for r in recordings
+                       if r.meta.get("fault") in FAULTS and float(r.meta.get("rpm") or 0) > 0) if f]
     shafts = [float(r.meta["rpm"]) / 60.0 for r in recordings if float(r.meta.get("rpm") or 0) > 0]
     if not fcs and not shafts:
         some = recordings[0].source if recordings else "the data"
