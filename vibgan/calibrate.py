@@ -17,19 +17,21 @@ from vibgan.progress import Callback, callback
 
 @torch.no_grad()
 def calibrate_equalizer(G: torch.nn.Module, data: TrainData, seed: int, iters: int = 3, n_per_group: int = 32,
-                        outputs: Callable[[int], torch.Tensor] | None = None) -> None:
+                        outputs: Callable[[int], torch.Tensor] | None = None,
+                        real_db: torch.Tensor | None = None) -> None:
     """Set the equalizer gains of ``G`` (in place) so each class's mean PSD meets the real one.
 
     The equalizer is linear, so the correction is closed-form: add (dB_real - dB_generated) / 20 in
     log-amplitude per frequency, a few times because the FIR window smooths the gains. Used on the EMA
     generator, whose body lags behind the live equalizer it was trained with. ``outputs(i)``: G's output for
-    iteration i's latent set (``_eq_sets``), e.g. from a ``_Sources`` cache; default: generate it.
+    iteration i's latent set (``_eq_sets``), e.g. from a ``_Sources`` cache; default: generate it. ``real_db``:
+    the target (``_eq_real_db``), when the caller already has it.
     """
     eq = getattr(G, "eq", None)
     if eq is None or data.length < eq.n_fft:
         return
     k = len(data.classes)
-    real_db = _eq_real_db(data, seed, eq.n_fft)
+    real_db = _eq_real_db(data, seed, eq.n_fft) if real_db is None else real_db
     for i in range(iters):
         if outputs is None:
             latent, y, c = _eq_sets(G, data, seed, iters, n_per_group, only=i)[0]
@@ -194,6 +196,7 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
     eq_sets = _eq_sets(G, data, seed, 1, 32)
     score_set = (G.sample_latent(len(g), data.length, torch.Generator(device=device).manual_seed(seed + 5), device), y, c)
     outputs = _Sources(G, [*eq_sets, score_set])
+    eq_target = _eq_real_db(data, seed, G.eq.n_fft)  # the same for every trial
 
     def evaluate(knobs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         G.eq.log_gain.copy_(base_gain)
@@ -202,7 +205,7 @@ def calibrate_variety(G: torch.nn.Module, data: TrainData, seed: int, n_per_grou
         G.segment_mode.copy_(modes * (knobs["segment_gain_db"] * db_to_log).unsqueeze(-1))
         if "impulse_gain" in knobs:
             G.impulse_gain.copy_(knobs["impulse_gain"])
-        calibrate_equalizer(G, data, seed, outputs=lambda i: outputs(0))
+        calibrate_equalizer(G, data, seed, outputs=lambda i: outputs(0), real_db=eq_target)
         x = outputs(1)  # (G * n, C, T)
         p = losses.segment_psd(x, data.fs, PSD_NPERSEG)
         fake_db, _ = losses.group_log_psd(p, g, n_groups)
