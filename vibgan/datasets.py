@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -261,9 +262,7 @@ def segment_length_for(recordings: list[Recording], cfg: Config) -> tuple[int, s
         some = recordings[0].source if recordings else "the data"
         raise ConfigError(f"data.segment_length = 0 (from the physics) needs each recording's rpm; {some} has none: "
                           "give the rpm (manifest column) or set data.segment_length")
-    hop = 1
-    for u in cfg.model.upsample:
-        hop *= u
+    hop = int(math.prod(cfg.model.upsample))  # the generator's hop, as networks.ConvGenerator computes it
     fs = recordings[0].fs
     shortest = min(int(r.samples * d.train_fraction) for r in recordings)
     t, why = physics_length(fs, min(fcs) if fcs else min(shafts), hop, shortest=shortest)

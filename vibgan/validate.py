@@ -248,11 +248,13 @@ class FidelityReport:
     def band_origin(self) -> str:
         """How the envelope band was chosen, in words."""
         info = self.envelope_band_info or {}
-        src = info.get("source", "given")
-        rule = info.get("rule")
-        sk = info.get("sk")
-        return (f"from {src}" + (f" ({rule}" + (f"; spectral kurtosis {sk:.2f}" if isinstance(sk, float) and
-                                                  math.isfinite(sk) else "") + ")" if rule else ""))
+        text = f"from {info.get('source', 'given')}"
+        rule, sk = info.get("rule"), info.get("sk")
+        if not rule:
+            return text
+        if isinstance(sk, float) and math.isfinite(sk):
+            rule += f"; spectral kurtosis {sk:.2f}"
+        return f"{text} ({rule})"
 
 
 def format_number(v: float | None, digits: int = 2) -> str:
