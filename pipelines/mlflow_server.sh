@@ -4,16 +4,27 @@
 #   bash pipelines/mlflow_server.sh start     # init (first time) and start PostgreSQL and mlflow server
 #   bash pipelines/mlflow_server.sh status
 #   bash pipelines/mlflow_server.sh stop
+#   bash pipelines/mlflow_server.sh add-user NAME trainer|viewer   # password in VIBGAN_SERVER_DIR/users/NAME.password
 #
 # Then, on every machine that trains or loads models:
 #   export MLFLOW_TRACKING_URI=http://HOST:5000
+#   export MLFLOW_TRACKING_USERNAME=NAME MLFLOW_TRACKING_PASSWORD=...   (or ~/.mlflow/credentials)
 #   python pipelines/train.py ...      (or --tracking-uri http://HOST:5000)
+#
+# Access control is MLflow's own basic-auth app: every request needs a user and password. Viewers read
+# everything (default_permission READ) and can change nothing of the team's; trainers have EDIT on every
+# experiment and registered model (log runs, register versions, move `champion`); the admin manages users
+# (pipelines/mlflow_users.py, which add-user calls). The admin password is generated at the first start into
+# VIBGAN_SERVER_DIR/admin_password (mode 600) and passed to the server through its environment, never on a
+# command line or in a log; users and permissions live in the PostgreSQL database mlflow_auth.
+# MLFLOW_AUTH=none starts the server without authentication (only behind a proxy that authenticates).
 #
 # Settings (environment):
 #   VIBGAN_SERVER_DIR  state folder: pgdata/, artifacts/, logs, password (default ./mlflow-server)
 #   MLFLOW_HOST        address mlflow listens on (default 127.0.0.1; 0.0.0.0 to serve a team network)
 #   MLFLOW_PORT        (default 5000)      PG_PORT     PostgreSQL port (default 5433)
 #   MLFLOW_WORKERS     gunicorn/uvicorn workers (default 4)
+#   MLFLOW_AUTH        basic (default: users and passwords, MLflow's basic-auth app) | none
 #   PYTHON             the Python that has vibgan and mlflow (default .venv/bin/python, else python3)
 #
 # PostgreSQL is the distribution's package (Debian: postgresql, its binaries in /usr/lib/postgresql/N/bin);
@@ -28,6 +39,8 @@ HOST=${MLFLOW_HOST:-127.0.0.1}
 PORT=${MLFLOW_PORT:-5000}
 PGPORT=${PG_PORT:-5433}
 WORKERS=${MLFLOW_WORKERS:-4}
+AUTH=${MLFLOW_AUTH:-basic}
+[[ "$AUTH" == basic || "$AUTH" == none ]] || { echo "mlflow_server.sh: MLFLOW_AUTH=$AUTH: expected basic or none" >&2; exit 1; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
 elif [[ -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/python"
@@ -56,7 +69,28 @@ as_pg() {
     if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-pg_uri() { echo "postgresql+psycopg2://vibgan:$(cat "$DIR/pgpass")@127.0.0.1:$PGPORT/mlflow"; }
+pg_uri() { echo "postgresql+psycopg2://vibgan:$(cat "$DIR/pgpass")@127.0.0.1:$PGPORT/${1:-mlflow}"; }
+
+# a new random secret in file $1 (mode 600), kept when it exists
+secret_file() {
+    [[ -s "$1" ]] && return 0
+    (umask 077; "$PY" -c "import secrets; print(secrets.token_urlsafe(24))" > "$1")
+}
+
+# basic-auth: the admin password, the CSRF key, and the auth app's config (its database URI holds the
+# PostgreSQL password, so the file is mode 600 too)
+auth_setup() {
+    secret_file "$DIR/admin_password"
+    secret_file "$DIR/secret_key"
+    (umask 077; cat > "$DIR/basic_auth.ini" <<INI
+[mlflow]
+default_permission = READ
+database_uri = $(pg_uri mlflow_auth)
+admin_username = admin
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+INI
+    )
+}
 
 healthy() { "$PY" - "$HOST" "$PORT" <<'EOF'
 import sys, urllib.request
@@ -98,14 +132,28 @@ searchable); set VIBGAN_SERVER_DIR to a folder under a world-searchable path, e.
     fi
     export PGPASSWORD
     PGPASSWORD=$(cat "$DIR/pgpass")
-    if ! "$bin/psql" -h 127.0.0.1 -p "$PGPORT" -U vibgan -d postgres -tAc \
-            "select 1 from pg_database where datname='mlflow'" | grep -q 1; then
-        "$bin/createdb" -h 127.0.0.1 -p "$PGPORT" -U vibgan mlflow
+    local db
+    for db in mlflow mlflow_auth; do
+        if ! "$bin/psql" -h 127.0.0.1 -p "$PGPORT" -U vibgan -d postgres -tAc \
+                "select 1 from pg_database where datname='$db'" | grep -q 1; then
+            "$bin/createdb" -h 127.0.0.1 -p "$PGPORT" -U vibgan "$db"
+        fi
+    done
+    local app=()
+    if [[ "$AUTH" == basic ]]; then
+        "$PY" -c "import flask_wtf" 2>/dev/null \
+            || die "$PY lacks Flask-WTF, which MLflow's basic-auth app needs: pip install -e '.[server]'"
+        auth_setup
+        app=(--app-name basic-auth)
     fi
     if [[ -f "$DIR/run/mlflow.pid" ]] && kill -0 "$(cat "$DIR/run/mlflow.pid")" 2>/dev/null; then
         echo "mlflow server already running (pid $(cat "$DIR/run/mlflow.pid"))"
     else
-        nohup "$PY" -m mlflow server --backend-store-uri "$(pg_uri)" --artifacts-destination "$DIR/artifacts" \
+        # the secrets reach the server through its environment only (not its command line, not the log)
+        MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini" \
+        MLFLOW_FLASK_SERVER_SECRET_KEY="$(cat "$DIR/secret_key" 2>/dev/null || true)" \
+        MLFLOW_AUTH_ADMIN_PASSWORD="$(cat "$DIR/admin_password" 2>/dev/null || true)" \
+        nohup "$PY" -m mlflow server "${app[@]}" --backend-store-uri "$(pg_uri)" --artifacts-destination "$DIR/artifacts" \
             --host "$HOST" --port "$PORT" --workers "$WORKERS" > "$DIR/run/mlflow.log" 2>&1 &
         echo $! > "$DIR/run/mlflow.pid"
         for _ in $(seq 1 120); do
@@ -117,6 +165,21 @@ searchable); set VIBGAN_SERVER_DIR to a folder under a world-searchable path, e.
     fi
     echo "MLflow server: http://$HOST:$PORT (backend PostgreSQL 127.0.0.1:$PGPORT, artifacts $DIR/artifacts)"
     echo "export MLFLOW_TRACKING_URI=http://$HOST:$PORT"
+    if [[ "$AUTH" == basic ]]; then
+        echo "authentication: on (user admin, password in $DIR/admin_password); add users with"
+        echo "  bash $0 add-user NAME trainer|viewer"
+    else
+        echo "authentication: OFF (MLFLOW_AUTH=none): anyone who reaches $HOST:$PORT can change the registry"
+    fi
+}
+
+add_user() {
+    [[ $# -eq 2 ]] || die "usage: $0 add-user NAME trainer|viewer"
+    [[ "$AUTH" == basic ]] || die "the server runs without authentication (MLFLOW_AUTH=none): no users to add"
+    local host=$HOST
+    [[ "$host" == 0.0.0.0 ]] && host=127.0.0.1
+    VIBGAN_SERVER_DIR="$DIR" "$PY" "$ROOT/pipelines/mlflow_users.py" --uri "http://$host:$PORT" \
+        --admin-password-file "$DIR/admin_password" add "$1" --role "$2"
 }
 
 stop() {
@@ -149,5 +212,6 @@ case "$cmd" in
     stop) stop ;;
     status) status ;;
     uri) pg_uri ;;
-    *) die "usage: $0 start|stop|status (settings through VIBGAN_SERVER_DIR, MLFLOW_HOST, MLFLOW_PORT, PG_PORT)" ;;
+    add-user) shift; add_user "$@" ;;
+    *) die "usage: $0 start|stop|status|add-user NAME ROLE (settings through VIBGAN_SERVER_DIR, MLFLOW_HOST, MLFLOW_PORT, PG_PORT, MLFLOW_AUTH)" ;;
 esac

@@ -511,3 +511,20 @@ def test_model_card_carries_the_fidelity_table(run):
     assert "| inner | 1.10 | 0.80 | inner | - / - | - / - | - | - | - |" in card
     assert run.tracker.dicts["data/provenance.json"]["train_signals_sha256"] in card
     assert f'vibgan.load_generator("models:/{NAME}@champion")' in card
+
+
+def test_refusals_of_a_server_with_access_control_say_who_was_refused_and_what_to_set(monkeypatch):
+    """401 and 403 from a basic-auth server: one line naming the user and the setting, not 'cannot be reached'."""
+    from mlflow.exceptions import RestException
+
+    from vibgan.tracking import short_reason
+
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    unauth = RestException({"error_code": "UNAUTHENTICATED", "message": "You are not authenticated."})
+    assert "MLFLOW_TRACKING_USERNAME" in short_reason(unauth) and "MLFLOW_TRACKING_PASSWORD" in short_reason(unauth)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    assert "rejected the password of user 'alice'" in short_reason(unauth)
+    denied = RestException({"error_code": "PERMISSION_DENIED", "message": "Permission denied"})
+    assert short_reason(denied).startswith("PERMISSION_DENIED") and "'alice'" in short_reason(denied)
+    other = RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad name\nmore"})
+    assert short_reason(other) == "RestException: INVALID_PARAMETER_VALUE: bad name"

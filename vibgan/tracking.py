@@ -185,7 +185,18 @@ def http_limits(retries: int, timeout_s: int):
 
 
 def short_reason(e: BaseException) -> str:
-    """One short line for an exception; for network errors, the cause requests buries at the end."""
+    """One short line for an exception; for network errors, the cause requests buries at the end; for a server
+    with authentication, who was refused and what to set."""
+    code = getattr(e, "error_code", None)
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if code == "PERMISSION_DENIED":
+            return (f"PERMISSION_DENIED: the server's access control refuses this to user {user!r} (a viewer, or "
+                    "no EDIT on this experiment or model: ask the server's admin for the trainer role)")
+        if not user:
+            return ("UNAUTHENTICATED: the server asks for a user and password; set MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials)")
+        return f"UNAUTHENTICATED: the server rejected the password of user {user!r} (MLFLOW_TRACKING_PASSWORD)"
     full = str(getattr(e, "message", None) or e)
     for cause in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
                   "No route to host", "Network is unreachable", "timed out", "Connection reset",
@@ -210,6 +221,9 @@ def check_store(uri: str, timeout_s: int = 5) -> None:
         with http_limits(0, timeout_s):
             MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
     except Exception as e:  # connection refused, DNS, timeouts, bad database: all mean "cannot track here"
+        if getattr(e, "error_code", None) in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            raise TrackingError(f"tracking store {redact(uri)} refused this job ({short_reason(e)}), before any "
+                                "work; or run with --no-tracking") from None
         raise TrackingError(
             f"tracking store {redact(uri)} cannot be reached ({short_reason(e)}); start the server, fix --tracking-uri / "
             "MLFLOW_TRACKING_URI / tracking.uri, or run with --no-tracking") from None
