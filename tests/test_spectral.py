@@ -247,3 +247,57 @@ def test_physics_length_resolves_the_lowest_fault_frequency():
     assert physics_length(12000.0, 500.0, 64)[0] == 1024  # never under the minimum
     t_cap, why_cap = physics_length(12000.0, 20.0, 64, shortest=20000)
     assert t_cap == 9984 and "capped" in why_cap
+
+
+def test_envelope_hits_and_profile_in_one_pass_equal_the_two_functions():
+    rng = np.random.default_rng(3)
+    t = np.arange(4096) / 12000.0
+    impacts = (np.sin(2 * np.pi * 107.0 * t) > 0.95) * np.sin(2 * np.pi * 3000.0 * t)
+    x = rng.standard_normal((40, 2, 4096)) + 4.0 * impacts
+    x[:20] = rng.standard_normal((20, 2, 4096))  # half without impacts: some hits False
+    hits, freqs, prof = spectral.envelope_hits_and_profile(x, 12000.0, 107.0)
+    np.testing.assert_array_equal(hits, spectral.envelope_hits(x, 12000.0, 107.0))
+    assert hits[20:].all() and hits[:20].mean() < 0.3
+    f2, p2 = spectral.envelope_profile(x, 12000.0)
+    np.testing.assert_allclose(freqs, f2)
+    np.testing.assert_allclose(prof, p2, atol=1e-9)
+    # no fault frequency: the profile alone; a 4,000-sample segment (65,536 is no multiple of it): its own DFT
+    none, _, prof_only = spectral.envelope_hits_and_profile(x[..., :4000], 12000.0, None)
+    assert none is None
+    np.testing.assert_allclose(prof_only, spectral.envelope_profile(x[..., :4000], 12000.0)[1], atol=1e-9)
+
+
+def test_fft_band_pass_envelope_matches_sosfiltfilt_away_from_the_ends():
+    """The fused FFT band-pass is the Butterworth's zero-phase gain: inside the segment it is sosfiltfilt's envelope."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 1, 4096))
+    a = spectral.squared_envelope(x, 12000.0, (2000.0, 5000.0), method="sosfiltfilt")
+    b = spectral.squared_envelope(x, 12000.0, (2000.0, 5000.0), method="fft")
+    mid = slice(300, -300)
+    assert np.abs(a[..., mid] - b[..., mid]).max() < 0.02 * np.abs(a[..., mid]).mean()
+    # a different band is a different signal: the comparison can fail
+    c = spectral.squared_envelope(x, 12000.0, (1000.0, 3000.0), method="fft")
+    assert np.abs(a[..., mid] - c[..., mid]).mean() > 0.3 * np.abs(a[..., mid]).mean()
+    with pytest.raises(VibganError, match="method"):
+        spectral.squared_envelope(x, 12000.0, (2000.0, 5000.0), method="iir")
+
+
+def test_fft_envelope_gives_the_defined_hit_decisions_on_every_cwru_window(cwru_dir):
+    """docs/METRICS.md, "Fast envelope": on every CWRU window (training part and held-out part, hop 1,024), the
+    FFT band-pass gives the hit decision of the defined sosfiltfilt band-pass, and the same envelope profiles."""
+    from vibgan import catalog, validate
+
+    recs = catalog.load_many(cwru_dir, channels=["DE"], fs=12000.0)
+    train, _ = validate.real_segments(recs, 4096, hop=1024)
+    _, test = validate.real_segments(recs, 4096, test_hop=1024)
+    fcs = validate.fault_frequencies(recs)
+    n = 0
+    for part in (train, test):
+        for lab, x in part.items():
+            ha, _, pa = spectral.envelope_hits_and_profile(x, 12000.0, fcs[lab], method="sosfiltfilt")
+            hb, _, pb = spectral.envelope_hits_and_profile(x, 12000.0, fcs[lab], method="fft")
+            if ha is not None:
+                np.testing.assert_array_equal(ha, hb, err_msg=lab)
+                n += ha.size
+            np.testing.assert_allclose(pa, pb, atol=1e-3, err_msg=lab)
+    assert n > 900

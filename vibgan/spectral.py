@@ -6,6 +6,7 @@ computes in float64 and takes the sampling rate ``fs`` in Hz where time or frequ
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +24,11 @@ ENVELOPE_NFFT = 65536
 ENVELOPE_TOLERANCE = 0.03
 ENVELOPE_RATIO = 3.0
 ENVELOPE_BASELINE = (5.0, 500.0)
+#: How the envelope's band-pass is computed: "fft" (the Butterworth's zero-phase gain |H(f)|^2 applied to the
+#: spectrum, fused with the Hilbert transform: one forward and one inverse FFT per segment) or "sosfiltfilt" (the
+#: definition: forward-backward IIR filtering). They differ only within a few samples of the segment ends, which
+#: the envelope spectrum's Hann window weights down (docs/METRICS.md, "Fast envelope": agreement on CWRU).
+ENVELOPE_FILTER = "fft"
 #: Threads for block-wise maths on many segments (FFTs and filters release the GIL); results do not depend on it.
 WORKERS = max(1, min(4, int(os.environ.get("VIBGAN_SPECTRAL_WORKERS", os.cpu_count() or 1))))
 
@@ -167,19 +173,51 @@ def bandpass(x: np.ndarray, fs: float, low: float, high: float, *, order: int = 
     return sps.sosfiltfilt(sos, x, axis=-1)
 
 
-def squared_envelope(x: np.ndarray, fs: float, band: tuple[float, float] | None = ENVELOPE_BAND) -> np.ndarray:
-    """Squared envelope |hilbert(y)|^2 minus its mean, y the band-passed signal (band=None: no band-pass)."""
-    y = _as_float(x) if band is None else bandpass(x, fs, *band)
-    # analytic signal as scipy.signal.hilbert builds it (one-sided spectrum doubled), from a real FFT
-    n = y.shape[-1]
+@functools.lru_cache(maxsize=32)
+def _bandpass_power_gain(n: int, fs: float, low: float, high: float, order: int = 4) -> np.ndarray:
+    """|H(f)|^2 of ``bandpass``'s Butterworth at the rfft bins of length ``n``: its forward-backward (zero-phase) gain."""
+    high = min(high, 0.499 * fs)
+    if not 0 < low < high:
+        raise VibganError(f"bandpass: expected 0 < low < high < fs/2, got low={low}, high={high}, fs={fs}")
+    sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+    _, h = sps.sosfreqz(sos, worN=np.fft.rfftfreq(n, 1.0 / fs), fs=fs)
+    g = np.abs(h) ** 2
+    g.flags.writeable = False
+    return g
+
+
+def _hilbert_weights(n: int) -> np.ndarray:
     h = np.zeros(n // 2 + 1)
     h[0] = 1.0
     h[1:(n + 1) // 2] = 2.0
     if n % 2 == 0:
         h[n // 2] = 1.0
+    return h
+
+
+def squared_envelope(x: np.ndarray, fs: float, band: tuple[float, float] | None = ENVELOPE_BAND, *,
+                     method: str | None = None) -> np.ndarray:
+    """Squared envelope |hilbert(y)|^2 minus its mean, y the band-passed signal (band=None: no band-pass).
+
+    ``method``: "sosfiltfilt" band-passes as ``bandpass`` does (the definition); "fft" (default,
+    ``ENVELOPE_FILTER``) multiplies the spectrum by the same filter's zero-phase gain |H(f)|^2 inside the
+    Hilbert transform's FFT, about 3x cheaper; the two differ only near the segment ends (circular vs padded).
+    """
+    method = method or ENVELOPE_FILTER
+    if method not in ("fft", "sosfiltfilt"):
+        raise VibganError(f"squared_envelope: method {method!r}; expected 'fft' or 'sosfiltfilt'")
+    fs = _check_fs(fs)
+    fused = band is not None and method == "fft"
+    y = _as_float(x) if band is None or fused else bandpass(x, fs, *band)
+    # analytic signal as scipy.signal.hilbert builds it (one-sided spectrum doubled), from a real FFT
+    n = y.shape[-1]
+    h = _hilbert_weights(n)
+    if fused:
+        h = h * _bandpass_power_gain(n, float(fs), float(band[0]), float(band[1]))
     spec = np.zeros(y.shape[:-1] + (n,), dtype=np.complex128)
     spec[..., : n // 2 + 1] = sp_fft.rfft(y, axis=-1) * h
-    env = np.abs(sp_fft.ifft(spec, axis=-1, overwrite_x=True)) ** 2
+    env = sp_fft.ifft(spec, axis=-1, overwrite_x=True)
+    env = env.real * env.real + env.imag * env.imag
     return env - env.mean(axis=-1, keepdims=True)
 
 
@@ -249,6 +287,69 @@ def envelope_hits(x: np.ndarray, fs: float, fc: float, *, band: tuple[float, flo
     peak = spec[..., win].max(axis=-1)
     med = np.median(spec[..., base], axis=-1)
     return peak >= ratio * med
+
+
+def envelope_hits_and_profile(x: np.ndarray, fs: float, fc: float | None, *, band: tuple[float, float] = ENVELOPE_BAND,
+                              profile: bool = True, tolerance: float = ENVELOPE_TOLERANCE, ratio: float = ENVELOPE_RATIO,
+                              baseline: tuple[float, float] = ENVELOPE_BASELINE, nfft: int = ENVELOPE_NFFT,
+                              method: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``envelope_hits`` (fc given) and ``envelope_profile`` (``profile``) of the same segments from one squared
+    envelope per segment: (hits (..., C) or None, profile freqs (F,) or None, profile (F,) dB or None).
+
+    Where the zero-padded length is a multiple of the segment length (65,536 and 4,096), the profile's bins
+    (fs / T apart) are every (n / T)-th bin of the hits' zero-padded spectrum, so one zoom DFT serves both;
+    the values are those of the two functions (to rounding).
+    """
+    x = as_segments(x, "x") if np.asarray(x).ndim != 1 else np.asarray(x)[None, None, :]
+    fs = _check_fs(fs)
+    if fc is not None and (not np.isfinite(fc) or fc <= 0):
+        raise VibganError(f"envelope_hits: fc must be a positive frequency in Hz, got {fc!r}")
+    length = x.shape[-1]
+    w = sps.get_window("hann", length)
+    n_hit = max(int(nfft), length)
+    want_hits = fc is not None
+    shared = want_hits and profile and n_hit % length == 0
+    k_prof = int(np.floor(baseline[1] * length / fs)) + 1  # profile bins 0 .. fmax at fs / T
+    prof_keep = np.arange(k_prof) * (fs / length) >= baseline[0]
+    n_prof = int(prof_keep.sum())
+    parts: list[tuple[str, int]] = []
+    if want_hits:
+        fmax = max(baseline[1], fc * (1 + tolerance)) + 1.0
+        k_hit = int(np.floor(fmax * n_hit / fs)) + 1
+        freqs_h = np.arange(k_hit) * (fs / n_hit)
+        win = (freqs_h >= fc * (1 - tolerance)) & (freqs_h <= fc * (1 + tolerance))
+        base = (freqs_h >= baseline[0]) & (freqs_h <= baseline[1])
+        zoom_h = sps.ZoomFFT(length, [0.0, (k_hit - 1) * fs / n_hit], m=k_hit, fs=fs, endpoint=True)
+        parts.append(("hits", 1))
+    if profile:
+        zoom_p = None if shared else sps.ZoomFFT(length, [0.0, (k_prof - 1) * fs / length], m=k_prof, fs=fs,
+                                                 endpoint=True)
+        step = n_hit // length if shared else 1
+        parts.append(("profile", n_prof))
+    width = sum(k for _, k in parts)
+    if width == 0:
+        return None, None, None
+
+    def one(block: np.ndarray) -> np.ndarray:
+        env = squared_envelope(block, fs, band, method=method) * w
+        out = []
+        spec_h = None
+        if want_hits:
+            spec_h = np.abs(zoom_h(env, axis=-1))
+            out.append((spec_h[:, win].max(axis=-1) >= ratio * np.median(spec_h[:, base], axis=-1))[:, None])
+        if profile:
+            spec = spec_h[:, : (k_prof - 1) * step + 1: step] if shared else np.abs(zoom_p(env, axis=-1))
+            spec = spec[:, prof_keep]
+            out.append(spec / np.maximum(np.median(spec, axis=-1, keepdims=True), 1e-300))
+        return np.concatenate(out, axis=-1)
+
+    res = _blockwise(one, x, width, block_samples=1 << 21)  # (N, C, width)
+    hits = res[..., 0] > 0.5 if want_hits else None
+    if not profile:
+        return hits, None, None
+    rel = res[..., width - n_prof:]
+    freqs_p = (np.arange(k_prof) * (fs / length))[prof_keep]
+    return hits, freqs_p, 10 * np.log10(np.maximum(rel.reshape(-1, n_prof).mean(axis=0), 1e-30))
 
 
 def envelope_hit_rate(x: np.ndarray, fs: float, fc: float, **kwargs) -> float:

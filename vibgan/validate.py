@@ -315,13 +315,14 @@ def _features(x: np.ndarray, fs: float, *, fc: float | None = None, full: bool =
     _, p = spectral.psd(x, fs)  # (N, C, F)
     seg = p.mean(axis=1)
     feats = _Features(n=x.shape[0], seg_psd=seg, mean_psd=seg.mean(axis=0))
-    if profile:
-        feats.profile = spectral.envelope_profile(x, fs, band=band)[1]
     if full:
         ind = spectral.indicators(x)
         feats.indicators = {k: ind[k].reshape(-1) for k in INDICATORS}
-        if fc is not None:
-            feats.hits = spectral.envelope_hits(x, fs, fc, band=band).reshape(-1)
+    fc = fc if full else None
+    if profile or fc is not None:  # one squared envelope per segment for both
+        hits, _, prof = spectral.envelope_hits_and_profile(x, fs, fc, band=band, profile=profile)
+        feats.profile = prof
+        feats.hits = hits.reshape(-1) if hits is not None else None
     return feats
 
 
