@@ -74,6 +74,17 @@ def test_psd_matches_scipy_welch_and_is_blockwise_exact():
     np.testing.assert_allclose(p[-1], spectral.psd(x[-1], FS)[1], rtol=1e-10)
 
 
+@pytest.mark.parametrize("length,nperseg,noverlap", [(1000, 256, 128), (4096, 255, 100), (777, 128, 96)])
+def test_psd_matches_scipy_welch_for_other_frames(length, nperseg, noverlap):
+    """Odd frame lengths (no Nyquist bin) and lengths that leave a partial last frame, as welch handles them."""
+    x = np.random.default_rng(length).standard_normal((3, 2, length))
+    f, p = spectral.psd(x, FS, nperseg=nperseg, noverlap=noverlap)
+    f_ref, p_ref = sps.welch(x, FS, window="hann", nperseg=nperseg, noverlap=noverlap, detrend="constant",
+                             scaling="density", axis=-1)
+    np.testing.assert_allclose(f, f_ref)
+    np.testing.assert_allclose(p, p_ref, rtol=1e-10)
+
+
 def test_mean_psd_averages_in_linear_power():
     a, b = tone(1000.0), 3 * tone(1000.0)
     f, m = spectral.mean_psd(np.stack([a, b]), FS)
@@ -255,16 +266,30 @@ def test_envelope_hits_and_profile_in_one_pass_equal_the_two_functions():
     impacts = (np.sin(2 * np.pi * 107.0 * t) > 0.95) * np.sin(2 * np.pi * 3000.0 * t)
     x = rng.standard_normal((40, 2, 4096)) + 4.0 * impacts
     x[:20] = rng.standard_normal((20, 2, 4096))  # half without impacts: some hits False
-    hits, freqs, prof = spectral.envelope_hits_and_profile(x, 12000.0, 107.0)
+    hits, freqs, prof = spectral.envelope_hits_and_profile(x, 12000.0, 107.0, exact=True)
     np.testing.assert_array_equal(hits, spectral.envelope_hits(x, 12000.0, 107.0))
     assert hits[20:].all() and hits[:20].mean() < 0.3
     f2, p2 = spectral.envelope_profile(x, 12000.0)
     np.testing.assert_allclose(freqs, f2)
     np.testing.assert_allclose(prof, p2, atol=1e-9)
     # no fault frequency: the profile alone; a 4,000-sample segment (65,536 is no multiple of it): its own DFT
-    none, _, prof_only = spectral.envelope_hits_and_profile(x[..., :4000], 12000.0, None)
+    none, _, prof_only = spectral.envelope_hits_and_profile(x[..., :4000], 12000.0, None, exact=True)
     assert none is None
     np.testing.assert_allclose(prof_only, spectral.envelope_profile(x[..., :4000], 12000.0)[1], atol=1e-9)
+    # the fast path (fused band-pass, complex64 chirp-z): the same decisions here, profiles within 1e-3 dB
+    fast_hits, _, fast_prof = spectral.envelope_hits_and_profile(x, 12000.0, 107.0)
+    np.testing.assert_array_equal(fast_hits, hits)
+    np.testing.assert_allclose(fast_prof, prof, atol=1e-3)
+
+
+def test_complex64_zoom_dft_is_the_zero_padded_fft():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 4096))
+    full = np.fft.rfft(x, n=65536)[:, :2840]
+    got = spectral._ZoomDFT(4096, 2840, 65536)(x)
+    assert np.abs(got - full).max() < 1e-5 * np.abs(full).max()
+    # another grid is another transform: the comparison can fail
+    assert np.abs(spectral._ZoomDFT(4096, 2840, 32768)(x) - full).max() > 0.1 * np.abs(full).max()
 
 
 def test_fft_band_pass_envelope_matches_sosfiltfilt_away_from_the_ends():
@@ -284,7 +309,8 @@ def test_fft_band_pass_envelope_matches_sosfiltfilt_away_from_the_ends():
 
 def test_fft_envelope_gives_the_defined_hit_decisions_on_every_cwru_window(cwru_dir):
     """docs/METRICS.md, "Fast envelope": on every CWRU window (training part and held-out part, hop 1,024), the
-    FFT band-pass gives the hit decision of the defined sosfiltfilt band-pass, and the same envelope profiles."""
+    fast envelope (FFT band-pass, complex64 chirp-z) gives the hit decision of the definition (sosfiltfilt,
+    float64), and the same envelope profiles."""
     from vibgan import catalog, validate
 
     recs = catalog.load_many(cwru_dir, channels=["DE"], fs=12000.0)
@@ -294,8 +320,8 @@ def test_fft_envelope_gives_the_defined_hit_decisions_on_every_cwru_window(cwru_
     n = 0
     for part in (train, test):
         for lab, x in part.items():
-            ha, _, pa = spectral.envelope_hits_and_profile(x, 12000.0, fcs[lab], method="sosfiltfilt")
-            hb, _, pb = spectral.envelope_hits_and_profile(x, 12000.0, fcs[lab], method="fft")
+            ha, _, pa = spectral.envelope_hits_and_profile(x, 12000.0, fcs[lab], exact=True)
+            hb, _, pb = spectral.envelope_hits_and_profile(x, 12000.0, fcs[lab])
             if ha is not None:
                 np.testing.assert_array_equal(ha, hb, err_msg=lab)
                 n += ha.size

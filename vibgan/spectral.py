@@ -24,11 +24,6 @@ ENVELOPE_NFFT = 65536
 ENVELOPE_TOLERANCE = 0.03
 ENVELOPE_RATIO = 3.0
 ENVELOPE_BASELINE = (5.0, 500.0)
-#: How the envelope's band-pass is computed: "fft" (the Butterworth's zero-phase gain |H(f)|^2 applied to the
-#: spectrum, fused with the Hilbert transform: one forward and one inverse FFT per segment) or "sosfiltfilt" (the
-#: definition: forward-backward IIR filtering). They differ only within a few samples of the segment ends, which
-#: the envelope spectrum's Hann window weights down (docs/METRICS.md, "Fast envelope": agreement on CWRU).
-ENVELOPE_FILTER = "fft"
 #: Threads for block-wise maths on many segments (FFTs and filters release the GIL); results do not depend on it.
 WORKERS = max(1, min(4, int(os.environ.get("VIBGAN_SPECTRAL_WORKERS", os.cpu_count() or 1))))
 
@@ -124,9 +119,21 @@ def psd(x: np.ndarray, fs: float, *, nperseg: int = 256, noverlap: int = 128) ->
     if x.ndim == 0 or x.shape[-1] < nperseg:
         raise VibganError(f"psd: segments of {x.shape[-1] if x.ndim else 0} samples are shorter than nperseg={nperseg}")
 
+    w = sps.get_window("hann", nperseg)
+    scale = 1.0 / (fs * float((w * w).sum()))
+    step = nperseg - noverlap
+    if step <= 0:
+        raise VibganError(f"psd: noverlap={noverlap} must be smaller than nperseg={nperseg}")
+
     def one(block: np.ndarray) -> np.ndarray:
-        return sps.welch(_as_float(block), fs, window="hann", nperseg=nperseg, noverlap=noverlap,
-                         detrend="constant", scaling="density", axis=-1)[1]
+        # scipy.signal.welch's frames, detrend, window and scaling, as one strided view and one batched FFT
+        # (3x faster on 10,000 segments; equal to welch to ~1e-14 relative)
+        frames = np.lib.stride_tricks.sliding_window_view(_as_float(block), nperseg, axis=-1)[..., ::step, :]
+        frames = (frames - frames.mean(axis=-1, keepdims=True)) * w
+        spec = sp_fft.rfft(frames, axis=-1)
+        p = (spec.real * spec.real + spec.imag * spec.imag).mean(axis=-2) * scale
+        p[..., 1: nperseg // 2 + (nperseg % 2)] *= 2.0  # one-sided: all but DC (and Nyquist for even nperseg)
+        return p
 
     freqs = np.fft.rfftfreq(nperseg, 1.0 / fs)
     return freqs, _blockwise(one, x, freqs.size)
@@ -196,14 +203,14 @@ def _hilbert_weights(n: int) -> np.ndarray:
 
 
 def squared_envelope(x: np.ndarray, fs: float, band: tuple[float, float] | None = ENVELOPE_BAND, *,
-                     method: str | None = None) -> np.ndarray:
+                     method: str = "sosfiltfilt") -> np.ndarray:
     """Squared envelope |hilbert(y)|^2 minus its mean, y the band-passed signal (band=None: no band-pass).
 
-    ``method``: "sosfiltfilt" band-passes as ``bandpass`` does (the definition); "fft" (default,
-    ``ENVELOPE_FILTER``) multiplies the spectrum by the same filter's zero-phase gain |H(f)|^2 inside the
-    Hilbert transform's FFT, about 3x cheaper; the two differ only near the segment ends (circular vs padded).
+    ``method``: "sosfiltfilt" (default) band-passes as ``bandpass`` does (the definition); "fft" multiplies the
+    spectrum by the same filter's zero-phase gain |H(f)|^2 inside the Hilbert transform's FFT, about 3.5x
+    cheaper; the two differ only within a few hundred samples of the segment ends (circular vs padded), which
+    the envelope spectrum's Hann window weights down (docs/METRICS.md, "Fast envelope").
     """
-    method = method or ENVELOPE_FILTER
     if method not in ("fft", "sosfiltfilt"):
         raise VibganError(f"squared_envelope: method {method!r}; expected 'fft' or 'sosfiltfilt'")
     fs = _check_fs(fs)
@@ -289,16 +296,51 @@ def envelope_hits(x: np.ndarray, fs: float, fc: float, *, band: tuple[float, flo
     return peak >= ratio * med
 
 
+class _ZoomDFT:
+    """The first ``m`` bins of the ``n_grid``-point DFT of length-``n`` rows, X[k] = sum_t x[t] e^{-2 pi i k t / n_grid}
+    (the zero-padded FFT's low bins), by Bluestein's chirp-z in complex64: 15x faster than scipy's float64
+    ZoomFFT, relative error ~3e-7 of the largest bin (docs/METRICS.md, "Fast envelope")."""
+
+    def __init__(self, n: int, m: int, n_grid: int) -> None:
+        self.m = m
+        self.size = sp_fft.next_fast_len(n + m - 1)
+        t = np.arange(max(n, m), dtype=np.float64)
+        chirp = np.exp(-1j * np.pi * np.mod(t * t, 2 * n_grid) / n_grid)  # W^(t^2 / 2), the phase reduced exactly
+        self.pre = chirp[:n].astype(np.complex64)
+        self.post = chirp[:m].astype(np.complex64)
+        b = np.zeros(self.size, dtype=np.complex128)
+        b[:m] = np.conj(chirp[:m])
+        b[self.size - n + 1:] = np.conj(chirp[1:n][::-1])
+        self.kernel = sp_fft.fft(b).astype(np.complex64)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        a = sp_fft.fft(x.astype(np.float32) * self.pre, n=self.size, axis=-1)
+        a *= self.kernel
+        return sp_fft.ifft(a, axis=-1, overwrite_x=True)[..., : self.m] * self.post
+
+
+@functools.lru_cache(maxsize=16)
+def _zoom(n: int, m: int, n_grid: int, exact: bool, fs: float):
+    if exact:  # scipy's float64 chirp-z: the zero-padded FFT's values to ~1e-12
+        zoom = sps.ZoomFFT(n, [0.0, (m - 1) * fs / n_grid], m=m, fs=fs, endpoint=True)
+        return lambda x: zoom(x, axis=-1)
+    return _ZoomDFT(n, m, n_grid)
+
+
 def envelope_hits_and_profile(x: np.ndarray, fs: float, fc: float | None, *, band: tuple[float, float] = ENVELOPE_BAND,
                               profile: bool = True, tolerance: float = ENVELOPE_TOLERANCE, ratio: float = ENVELOPE_RATIO,
                               baseline: tuple[float, float] = ENVELOPE_BASELINE, nfft: int = ENVELOPE_NFFT,
-                              method: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+                              exact: bool = False) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """``envelope_hits`` (fc given) and ``envelope_profile`` (``profile``) of the same segments from one squared
     envelope per segment: (hits (..., C) or None, profile freqs (F,) or None, profile (F,) dB or None).
 
     Where the zero-padded length is a multiple of the segment length (65,536 and 4,096), the profile's bins
     (fs / T apart) are every (n / T)-th bin of the hits' zero-padded spectrum, so one zoom DFT serves both;
     the values are those of the two functions (to rounding).
+
+    ``exact``: the definition (sosfiltfilt band-pass, float64 chirp-z), like ``envelope_hits`` and
+    ``envelope_profile``; default: the band-pass fused into the Hilbert FFT and a complex64 chirp-z, 5-10x
+    faster, with the same hit decisions on every CWRU window (docs/METRICS.md, "Fast envelope").
     """
     x = as_segments(x, "x") if np.asarray(x).ndim != 1 else np.asarray(x)[None, None, :]
     fs = _check_fs(fs)
@@ -319,11 +361,10 @@ def envelope_hits_and_profile(x: np.ndarray, fs: float, fc: float | None, *, ban
         freqs_h = np.arange(k_hit) * (fs / n_hit)
         win = (freqs_h >= fc * (1 - tolerance)) & (freqs_h <= fc * (1 + tolerance))
         base = (freqs_h >= baseline[0]) & (freqs_h <= baseline[1])
-        zoom_h = sps.ZoomFFT(length, [0.0, (k_hit - 1) * fs / n_hit], m=k_hit, fs=fs, endpoint=True)
+        zoom_h = _zoom(length, k_hit, n_hit, exact, fs)
         parts.append(("hits", 1))
     if profile:
-        zoom_p = None if shared else sps.ZoomFFT(length, [0.0, (k_prof - 1) * fs / length], m=k_prof, fs=fs,
-                                                 endpoint=True)
+        zoom_p = None if shared else _zoom(length, k_prof, length, exact, fs)
         step = n_hit // length if shared else 1
         parts.append(("profile", n_prof))
     width = sum(k for _, k in parts)
@@ -331,14 +372,14 @@ def envelope_hits_and_profile(x: np.ndarray, fs: float, fc: float | None, *, ban
         return None, None, None
 
     def one(block: np.ndarray) -> np.ndarray:
-        env = squared_envelope(block, fs, band, method=method) * w
+        env = squared_envelope(block, fs, band, method="sosfiltfilt" if exact else "fft") * w
         out = []
         spec_h = None
         if want_hits:
-            spec_h = np.abs(zoom_h(env, axis=-1))
+            spec_h = np.abs(zoom_h(env))
             out.append((spec_h[:, win].max(axis=-1) >= ratio * np.median(spec_h[:, base], axis=-1))[:, None])
         if profile:
-            spec = spec_h[:, : (k_prof - 1) * step + 1: step] if shared else np.abs(zoom_p(env, axis=-1))
+            spec = spec_h[:, : (k_prof - 1) * step + 1: step] if shared else np.abs(zoom_p(env))
             spec = spec[:, prof_keep]
             out.append(spec / np.maximum(np.median(spec, axis=-1, keepdims=True), 1e-300))
         return np.concatenate(out, axis=-1)
