@@ -70,8 +70,11 @@ def test_psd_matches_scipy_welch_and_is_blockwise_exact():
                              detrend="constant", scaling="density", axis=-1)
     np.testing.assert_allclose(f, f_ref)
     assert p.shape == (1100, 2, 129)
-    np.testing.assert_allclose(p[:5], p_ref, rtol=1e-10)
-    np.testing.assert_allclose(p[-1], spectral.psd(x[-1], FS)[1], rtol=1e-10)
+    # float32 input is transformed in float32: within 1e-5 dB of welch in float64 (docs/METRICS.md)
+    assert np.abs(10 * np.log10(p[:5] / p_ref)).max() < 1e-4
+    np.testing.assert_allclose(p[-1], spectral.psd(x[-1], FS)[1], rtol=1e-6)
+    p64 = spectral.psd(x[:5].astype(np.float64), FS)[1]
+    np.testing.assert_allclose(p64, p_ref, rtol=1e-10)
 
 
 @pytest.mark.parametrize("length,nperseg,noverlap", [(1000, 256, 128), (4096, 255, 100), (777, 128, 96)])
