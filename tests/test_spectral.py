@@ -311,7 +311,7 @@ def test_fft_band_pass_envelope_matches_sosfiltfilt_away_from_the_ends():
 
 
 def test_fft_envelope_gives_the_defined_hit_decisions_on_every_cwru_window(cwru_dir):
-    """docs/METRICS.md, "Fast envelope": on every CWRU window (training part and held-out part, hop 1,024), the
+    """docs/METRICS.md, "How validation computes them fast": on every CWRU window (training part and held-out part, hop 1,024), the
     fast envelope (FFT band-pass, complex64 chirp-z) gives the hit decision of the definition (sosfiltfilt,
     float64), and the same envelope profiles."""
     from vibgan import catalog, validate

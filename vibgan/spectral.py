@@ -212,7 +212,7 @@ def squared_envelope(x: np.ndarray, fs: float, band: tuple[float, float] | None 
     ``method``: "sosfiltfilt" (default) band-passes as ``bandpass`` does (the definition); "fft" multiplies the
     spectrum by the same filter's zero-phase gain |H(f)|^2 inside the Hilbert transform's FFT, about 3.5x
     cheaper; the two differ only within a few hundred samples of the segment ends (circular vs padded), which
-    the envelope spectrum's Hann window weights down (docs/METRICS.md, "Fast envelope").
+    the envelope spectrum's Hann window weights down (docs/METRICS.md, "How validation computes them fast").
     """
     if method not in ("fft", "sosfiltfilt"):
         raise VibganError(f"squared_envelope: method {method!r}; expected 'fft' or 'sosfiltfilt'")
@@ -303,7 +303,7 @@ def envelope_hits(x: np.ndarray, fs: float, fc: float, *, band: tuple[float, flo
 class _ZoomDFT:
     """The first ``m`` bins of the ``n_grid``-point DFT of length-``n`` rows, X[k] = sum_t x[t] e^{-2 pi i k t / n_grid}
     (the zero-padded FFT's low bins), by Bluestein's chirp-z in complex64: 15x faster than scipy's float64
-    ZoomFFT, relative error ~3e-7 of the largest bin (docs/METRICS.md, "Fast envelope")."""
+    ZoomFFT, relative error ~3e-7 of the largest bin (docs/METRICS.md, "How validation computes them fast")."""
 
     def __init__(self, n: int, m: int, n_grid: int) -> None:
         self.m = m
@@ -344,7 +344,7 @@ def envelope_hits_and_profile(x: np.ndarray, fs: float, fc: float | None, *, ban
 
     ``exact``: the definition (sosfiltfilt band-pass, float64 chirp-z), like ``envelope_hits`` and
     ``envelope_profile``; default: the band-pass fused into the Hilbert FFT and a complex64 chirp-z, 5-10x
-    faster, with the same hit decisions on every CWRU window (docs/METRICS.md, "Fast envelope").
+    faster, with the same hit decisions on every CWRU window (docs/METRICS.md, "How validation computes them fast").
     """
     x = as_segments(x, "x") if np.asarray(x).ndim != 1 else np.asarray(x)[None, None, :]
     fs = _check_fs(fs)
@@ -359,7 +359,7 @@ def envelope_hits_and_profile(x: np.ndarray, fs: float, fc: float | None, *, ban
     k_prof = int(np.floor(baseline[1] * length / fs)) + 1  # profile bins 0 .. fmax at fs / T
     prof_keep = np.arange(k_prof) * (fs / length) >= baseline[0]
     n_prof = int(prof_keep.sum())
-    parts: list[tuple[str, int]] = []
+    width = 0  # columns per row of the block results: the hit flag, then the profile's bins
     if want_hits:
         fmax = max(baseline[1], fc * (1 + tolerance)) + 1.0
         k_hit = int(np.floor(fmax * n_hit / fs)) + 1
@@ -367,12 +367,11 @@ def envelope_hits_and_profile(x: np.ndarray, fs: float, fc: float | None, *, ban
         win = (freqs_h >= fc * (1 - tolerance)) & (freqs_h <= fc * (1 + tolerance))
         base = (freqs_h >= baseline[0]) & (freqs_h <= baseline[1])
         zoom_h = _zoom(length, k_hit, n_hit, exact, fs)
-        parts.append(("hits", 1))
+        width += 1
     if profile:
         zoom_p = None if shared else _zoom(length, k_prof, length, exact, fs)
         step = n_hit // length if shared else 1
-        parts.append(("profile", n_prof))
-    width = sum(k for _, k in parts)
+        width += n_prof
     if width == 0:
         return None, None, None
 
