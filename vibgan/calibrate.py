@@ -98,11 +98,8 @@ class _Sources:
 
 
 #: calibrate_variety's grids: noise temperatures, speed-slip scales, segment-gain sizes in dB (RMS over
-#: frequency, per unit of the segment's gain latent) and impulse-path gains (used only with model.impulse_taps).
-#: The temperatures reach down to 0.35: with 0.7 the lowest, calibration stopped at that edge while its own
-#: prediction on the training part was still 1.16-1.40 x the real spread (the simulated default's outer race,
-#: CWRU 1797 and 1750 rpm IR 7, IR 21 and OR 7; docs/FIDELITY.md, "Four data sets").
-VARIETY_GRIDS = {"temperature": (0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8), "slip_scale": (0.0, 0.25, 0.5, 1.0),
+#: frequency, per unit of the segment's gain latent) and impulse-path gains (used only with model.impulse_taps)
+VARIETY_GRIDS = {"temperature": (0.7, 1.0, 1.4, 2.0, 2.8), "slip_scale": (0.0, 0.25, 0.5, 1.0),
                  "segment_gain_db": (0.0, 0.75, 1.5, 2.25, 3.0), "impulse_gain": (0.7, 1.0, 1.4, 2.0, 2.8)}
 
 
