@@ -61,15 +61,18 @@ def test_speed_smoke(tmp_path):
     assert r["matmul_peak"]["cpu/fp32"]["best_flops"] > 0
     cases = {t["case"]: t for t in r["training"]}
     assert set(cases) == {"default", "dense-seed"}
+    peak = r["matmul_peak"]["cpu/fp32"]["best_flops"]
+    # --quick measures the peak on 512 x 512 matrices for 0.3 s, an underestimate (oneDNN's convolutions beat it
+    # by a few % on 2026-12-02's host): the fraction is checked as the ratio it is, and only loosely bounded
     for t in cases.values():
         assert t["steps_per_s"] > 0 and t["flops_per_step"] > 0
-        assert 0 < t["peak_fraction"] < 1, t
+        assert t["peak_fraction"] == pytest.approx(t["achieved_flops"] / peak) and 0 < t["peak_fraction"] < 2, t
     # the conv GAN's step is dominated by convolutions, the dense one by matrix products
     assert "aten.convolution" in cases["default"]["flops_by_op"]
     assert "aten.addmm" in cases["dense-seed"]["flops_by_op"]
     g = r["generation"][0]
     assert g["segments_per_s"] > 0 and g["realtime_factor"] > 0 and g["segment_length"] == 4096
-    assert g["flops_per_segment"] > 0 and 0 < g["peak_fraction"] < 1
+    assert g["flops_per_segment"] > 0 and 0 < g["peak_fraction"] < 2
     assert r["validation"]["seconds"] > 0 and r["validation"]["n_fake"] > 0
     mem = r["memory"]
     assert mem["training"]["dense-seed"]["rc"] == 0, mem["training"]["dense-seed"]["log_tail"]

@@ -68,33 +68,25 @@ def _train(tmp_path: Path, env: dict, uri: str, out: str, user: tuple[str, str] 
         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
-def _as(user: str | None, password: str | None):
-    """MlflowClient calls as ``user`` (None: no credentials) within the block."""
+def _as(monkeypatch, user: str | None, password: str | None):
+    """A block in which MlflowClient calls go as ``user`` (None: no credentials), without retries."""
     import contextlib
 
     @contextlib.contextmanager
     def block():
-        old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                                              "MLFLOW_HTTP_REQUEST_MAX_RETRIES")}
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-        for k, v in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)):
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        try:
-            yield
-        finally:
-            for k, v in old.items():
+        with monkeypatch.context() as m:
+            m.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            for k, v in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)):
                 if v is None:
-                    os.environ.pop(k, None)
+                    m.delenv(k, raising=False)
                 else:
-                    os.environ[k] = v
+                    m.setenv(k, v)
+            yield
     return block()
 
 
 def test_postgres_server_with_access_control_serves_trainers_refuses_others_and_keeps_all_across_restart(
-        tmp_path, state_dir):
+        tmp_path, state_dir, monkeypatch):
     """The shared server as a team runs it: PostgreSQL behind MLflow's basic-auth app. No credentials, a wrong
     password and a viewer trying to register or move ``champion`` are refused; the trainer's job succeeds; a job
     whose registration is refused keeps everything it logged; it all survives a restart."""
@@ -120,7 +112,7 @@ def test_postgres_server_with_access_control_serves_trainers_refuses_others_and_
 
         # no credentials, and a wrong password: refused, by the server and with a clear line from train.py
         for user, pw in ((None, None), ("admin", "not-the-password")):
-            with _as(user, pw), pytest.raises(MlflowException) as e:
+            with _as(monkeypatch, user, pw), pytest.raises(MlflowException) as e:
                 MlflowClient(uri, uri).search_experiments()
             assert e.value.error_code == "UNAUTHENTICATED"
         anon = _train(tmp_path, env, uri, "anon", None)
@@ -142,7 +134,7 @@ def test_postgres_server_with_access_control_serves_trainers_refuses_others_and_
         assert "models:/vibgan-pg/1" in trained.stdout
 
         # the viewer reads, and is refused registering a version or moving champion
-        with _as(*users["viewer"]):
+        with _as(monkeypatch, *users["viewer"]):
             client = MlflowClient(uri, uri)
             champion = client.get_model_version_by_alias("vibgan-pg", "champion")
             assert champion.version == "1"
@@ -157,7 +149,7 @@ def test_postgres_server_with_access_control_serves_trainers_refuses_others_and_
 
         # a trainer whose right to the registered model is taken away: the run logs, registration is refused,
         # and nothing logged before the refusal is lost
-        with _as("admin", admin_pw):
+        with _as(monkeypatch, "admin", admin_pw):
             AuthServiceClient(uri).revoke_user_permission("partial", "registered_model", "*")  # READ by default
         partial = _train(tmp_path, env, uri, "partial_out", users["partial"])
         assert partial.returncode == 0, partial.stdout[-2000:] + partial.stderr[-2000:]
@@ -167,7 +159,7 @@ def test_postgres_server_with_access_control_serves_trainers_refuses_others_and_
         assert script("stop", env).returncode == 0
         assert script("status", env).returncode == 3
         assert script("start", env).returncode == 0  # same data folder: runs, versions and users are still there
-        with _as(*users["viewer"]):
+        with _as(monkeypatch, *users["viewer"]):
             client = MlflowClient(uri, uri)
             runs = client.search_runs([client.get_experiment_by_name("vibgan").experiment_id])
             assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
