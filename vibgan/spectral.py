@@ -175,22 +175,21 @@ def spectrogram(x: np.ndarray, fs: float, *, nperseg: int = 256, noverlap: int =
 def bandpass(x: np.ndarray, fs: float, low: float, high: float, *, order: int = 4) -> np.ndarray:
     """Zero-phase Butterworth band-pass between ``low`` and ``high`` Hz (order per pass, applied forward-backward)."""
     x = _as_float(x)
-    fs = _check_fs(fs)
+    return sps.sosfiltfilt(_butter_bandpass(_check_fs(fs), low, high, order), x, axis=-1)
+
+
+def _butter_bandpass(fs: float, low: float, high: float, order: int) -> np.ndarray:
+    """``bandpass``'s Butterworth as second-order sections, the upper edge kept below Nyquist."""
     high = min(high, 0.499 * fs)
     if not 0 < low < high:
         raise VibganError(f"bandpass: expected 0 < low < high < fs/2, got low={low}, high={high}, fs={fs}")
-    sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
-    return sps.sosfiltfilt(sos, x, axis=-1)
+    return sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
 
 
 @functools.lru_cache(maxsize=32)
 def _bandpass_power_gain(n: int, fs: float, low: float, high: float, order: int = 4) -> np.ndarray:
     """|H(f)|^2 of ``bandpass``'s Butterworth at the rfft bins of length ``n``: its forward-backward (zero-phase) gain."""
-    high = min(high, 0.499 * fs)
-    if not 0 < low < high:
-        raise VibganError(f"bandpass: expected 0 < low < high < fs/2, got low={low}, high={high}, fs={fs}")
-    sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
-    _, h = sps.sosfreqz(sos, worN=np.fft.rfftfreq(n, 1.0 / fs), fs=fs)
+    _, h = sps.sosfreqz(_butter_bandpass(fs, low, high, order), worN=np.fft.rfftfreq(n, 1.0 / fs), fs=fs)
     g = np.abs(h) ** 2
     g.flags.writeable = False
     return g
