@@ -694,7 +694,12 @@ def run_validation(args: argparse.Namespace) -> int:
     _print_table(["run", "s / 10,000", "band given", "psd", "welch (defined)", "envelope", "envelope (defined)",
                   "indicators"], rows)
     print(f"load average before {load_before}, after {result['load_average_after']}")
-    write_json(result, args.out, "validation")
+    path = write_json(result, args.out, "validation")
+    tracker = open_tracker(args, "validation")
+    try:
+        log_result(tracker, result, "validation", path)
+    finally:
+        tracker.finish("FINISHED")
     return 0
 
 

@@ -228,7 +228,8 @@ def squared_envelope(x: np.ndarray, fs: float, band: tuple[float, float] | None 
     spec[..., : n // 2 + 1] = sp_fft.rfft(y, axis=-1) * h
     env = sp_fft.ifft(spec, axis=-1, overwrite_x=True)
     env = env.real * env.real + env.imag * env.imag
-    return (env - env.mean(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float64 if not fused else np.float32)
+    return (env - env.mean(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32 if fused else np.float64,
+                                                                              copy=False)
 
 
 def envelope_spectrum(x: np.ndarray, fs: float, *, band: tuple[float, float] | None = ENVELOPE_BAND,
@@ -250,13 +251,13 @@ def envelope_spectrum(x: np.ndarray, fs: float, *, band: tuple[float, float] | N
             return np.abs(np.fft.rfft(squared_envelope(block, fs, band) * w, n=n, axis=-1))
     else:
         k = int(np.floor(float(fmax) * n / fs)) + 1
-        zoom = sps.ZoomFFT(length, [0.0, (k - 1) * fs / n], m=k, fs=fs, endpoint=True) if k > 1 else None
+        zoom = _zoom(length, k, n, True, fs) if k > 1 else None
 
         def one(block: np.ndarray) -> np.ndarray:
             env = squared_envelope(block, fs, band) * w
             if zoom is None:
                 return np.abs(env.sum(axis=-1, keepdims=True))
-            return np.abs(zoom(env, axis=-1))
+            return np.abs(zoom(env))
 
     freqs = np.arange(k) * (fs / n)
     return freqs, _blockwise(one, x, k, block_samples=1 << 21)
