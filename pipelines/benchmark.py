@@ -105,6 +105,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra override for vibgan's GAN config (configs/cwru.toml), repeatable")
     a.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
 
+    tr = sub.add_parser("transfer", help="condition transfer on CWRU: faults at a speed and load where they were never "
+                        "recorded, vibgan against real only, classic, speed-resampled real (docs/BENCHMARKS.md)")
+    common(tr)
+    tr.add_argument("--target-dir", default=str(DEFAULT_CWRU.parent / "1750rpm"),
+                    help="recordings at the target condition (default ../shared/data/cwru/1750rpm)")
+    tr.add_argument("--protocols", nargs="+", default=["1", "3"], choices=list(TRANSFER_PROTOCOLS),
+                    help="1: partial coverage (some classes recorded at the target); 3: one condition only")
+    tr.add_argument("--at-target", nargs="+", default=["7", "21"], metavar="DIAMETER",
+                    help="protocol 1: fault diameters (mils) whose classes are recorded at the target too (default 7 21)")
+    tr.add_argument("--seeds", type=int, default=5, help="classifier seeds (default 5)")
+    tr.add_argument("--seconds", type=float, nargs="+", default=[0.5], help="seconds S of each fault recording per condition")
+    tr.add_argument("--gan-steps", type=int, default=1500, help="steps of vibgan's conv GAN (default 1500)")
+    tr.add_argument("--epochs", type=int, default=15, help="classifier epochs (default 15)")
+    tr.add_argument("--per-class", type=int, default=300, help="training windows per class after augmentation (default 300)")
+    tr.add_argument("--hop", type=int, default=64, help="hop between real training windows (default 64)")
+    tr.add_argument("--window", type=int, default=2048, help="window length in samples (default 2048)")
+    tr.add_argument("--variants", nargs="+", default=list(TRANSFER_VARIANTS), choices=list(TRANSFER_VARIANTS))
+    tr.add_argument("--gan-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra override for vibgan's GAN config (configs/cwru.toml), repeatable")
+    tr.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+
     lz = sub.add_parser("lazy", help="peak memory of training from HDF5 files of growing size (data.lazy)")
     common(lz)
     lz.add_argument("--sizes-mb", type=float, nargs="+", default=[256, 1024, 4096],
@@ -140,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from vibgan.errors import run_cli
 
     command = {"speed": run_speed, "validation": run_validation, "augment": run_augment, "fidelity": run_fidelity,
+               "transfer": run_transfer,
                "lazy": run_lazy, "tracking": run_tracking, "first-run": run_first_run}[args.command]
     return run_cli(lambda: command(args))
 
@@ -1076,6 +1098,217 @@ def run_augment(args: argparse.Namespace) -> int:
     tracker = open_tracker(args, "augment", gan_config("gan-vibgan", args, Path(args.out) / "augment", 0))
     try:
         log_result(tracker, result, "augment", path)
+    finally:
+        tracker.finish("FINISHED")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# transfer
+# --------------------------------------------------------------------------------------------------
+TRANSFER_PROTOCOLS = {
+    "1": "partial coverage: every class at the source condition, the --at-target classes at the target too; "
+         "judged on the classes never recorded at the target",
+    "3": "one condition only: every class at the source condition, none at the target",
+}
+TRANSFER_VARIANTS = {
+    "real": "real only",
+    "classic": "classic augmentation of each class's training parts (crop, gain, noise)",
+    "resampled": "classes without a target recording: their source part speed-resampled to the target rpm "
+                 "(vibgan.transfer.speed_resample), then classic; the others classic",
+    "vibgan-target": "vibgan conv GAN trained on every training part, sampled at the target (rpm, load)",
+    "vibgan-spread": "the same GAN sampled at speeds spread +/- 4 % around each class's recorded conditions",
+}
+
+
+def present_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-F1 over the classes that have test windows (a target condition without the normal class is not
+    scored on it; predicting it is still an error for the true class)."""
+    from vibgan.classify import confusion_matrix
+
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(cm).astype(float)
+    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
+    present = cm.sum(axis=1) > 0
+    return float((2 * tp[present] / np.maximum(1, denom[present])).mean())
+
+
+def _diameter_mils(meta: dict) -> str:
+    return f"{round(float(meta.get('diameter_in') or 0) * 1000):d}"
+
+
+def _test_windows(recs, classes: list[str], T: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The last 30 % of every recording in non-overlapping windows, class indices, and each test part's offset."""
+    from vibgan.windows import split_by_time, windows
+
+    xs, ys, start = [], [], {}
+    for r in recs:
+        te = split_by_time(r, (0.7, 0.0, 0.3))[2]
+        w = np.asarray(windows(te, T), dtype=np.float32)
+        xs.append(w)
+        ys.append(np.full(len(w), classes.index(r.label)))
+        start[r.source] = int(te.meta["offset"])
+    return np.concatenate(xs), np.concatenate(ys), start
+
+
+def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[float, float], gen, T: int,
+                  rng: np.random.Generator, seed: int) -> np.ndarray:
+    """n synthetic windows of ``label`` for one transfer variant (see TRANSFER_VARIANTS)."""
+    from vibgan.transfer import condition_grid, speed_resample
+
+    if n <= 0:
+        return np.zeros((0, parts[0].channels, T), np.float32)
+    if variant == "classic" or (variant == "resampled" and any(
+            abs(float(p.meta["rpm"]) - target[0]) < 1e-6 and abs(float(p.meta.get("load_hp") or 0) - target[1]) < 1e-6
+            for p in parts)):
+        per = np.diff(np.linspace(0, n, len(parts) + 1).round().astype(int))
+        return np.concatenate([classic_windows(p, int(k), T, rng) for p, k in zip(parts, per) if k])
+    if variant == "resampled":
+        return classic_windows(speed_resample(parts[0], target[0], target[1]), n, T, rng)
+    if variant == "vibgan-target":
+        return gen.sample(label, n, rpm=target[0], load_hp=target[1], seed=seed)
+    if variant == "vibgan-spread":
+        grid = condition_grid([(float(p.meta["rpm"]), float(p.meta.get("load_hp") or 0)) for p in parts], 8)
+        per = np.diff(np.linspace(0, n, len(grid) + 1).round().astype(int))
+        return np.concatenate([gen.sample(label, int(k), rpm=r, load_hp=l, seed=seed + i)
+                               for i, ((r, l), k) in enumerate(zip(grid, per)) if k])
+    raise ValueError(variant)
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    import warnings
+
+    import torch
+
+    from vibgan.catalog import load_many
+    from vibgan.classify import confusion_matrix, predict, recall, train_classifier
+    from vibgan.datasets import TrainData
+    from vibgan.errors import VibganError
+    from vibgan.recordings import Recording
+    from vibgan.train import train
+    from vibgan.windows import split_by_time, windows
+
+    if args.quick:
+        args.seeds, args.seconds, args.gan_steps = 1, args.seconds[:1], 2
+        args.epochs, args.per_class, args.hop = 2, 24, 512
+        args.gan_set = [*QUICK_CONV, "model.variety=false", *args.gan_set]
+    torch.set_num_threads(max(1, args.threads))
+    src_dir, tgt_dir = _cwru_dir(args), Path(args.target_dir)
+    if src_dir is None or not tgt_dir.is_dir() or not any(tgt_dir.iterdir()):
+        raise VibganError(f"--cwru {args.cwru} / --target-dir {args.target_dir}: the transfer benchmark needs "
+                          "recordings at both conditions (see data/README.md)")
+    T = args.window
+    info = machine(torch.get_num_threads())
+    src = load_many(src_dir, channels=["DE"], fs=12000.0)
+    tgt = load_many(tgt_dir, channels=["DE"], fs=12000.0)
+    classes = list(dict.fromkeys(r.label for r in src))
+    if missing := sorted({r.label for r in tgt} - set(classes)):
+        raise VibganError(f"--target-dir {tgt_dir}: classes {missing} have no recording at the source condition")
+    K = len(classes)
+    conds = {(float(r.meta["rpm"]), float(r.meta.get("load_hp") or 0)) for r in tgt}
+    if len(conds) != 1:
+        raise VibganError(f"--target-dir {tgt_dir}: expected one target condition, found {sorted(conds)}")
+    target = conds.pop()
+    x_src, y_src, src_start = _test_windows(src, classes, T)
+    x_tgt, y_tgt, tgt_start = _test_windows(tgt, classes, T)
+    print(f"transfer benchmark: {K} classes, windows of {T}; source {src[0].meta['rpm']:g} rpm / "
+          f"{src[0].meta.get('load_hp', 0):g} hp ({len(x_src)} test windows), target {target[0]:g} rpm / "
+          f"{target[1]:g} hp ({len(x_tgt)} test windows, last 30 % of each recording); "
+          f"{info['torch_threads']} threads, load average {info['loadavg_start']}")
+
+    def first(r, S):
+        end = split_by_time(r, (0.7, 0.0, 0.3))[0].samples if r.meta.get("fault") == "normal" else int(round(S * r.fs))
+        start = src_start[r.source] if r.source in src_start else tgt_start[r.source]
+        if end < T or end > start:
+            raise VibganError(f"--seconds {S:g}: {r.label} at {r.meta['rpm']:g} rpm gets {end} samples: expected "
+                              f"at least one window of {T} and no more than its training 70 % ({start})")
+        return Recording(r.signal[:, :end], r.fs, dict(r.meta, part="train", offset=0))
+
+    results: dict[str, Any] = {}
+    for proto in args.protocols:
+        at_target = {r.label for r in tgt if _diameter_mils(r.meta) in args.at_target} if proto == "1" else set()
+        unseen = [c for c in classes if c not in at_target and any(r.label == c for r in tgt)]
+        for S in args.seconds:
+            key = f"P{proto}/S{S:g}"
+            parts = [first(r, S) for r in src] + [first(r, S) for r in tgt if r.label in at_target]
+            by_class = {c: [p for p in parts if p.label == c] for c in classes}
+            real_x, real_y = [], []
+            for p in parts:
+                w = np.asarray(windows(p, T, args.hop), dtype=np.float32)
+                real_x.append(w)
+                real_y.append(np.full(len(w), classes.index(p.label)))
+            real_x, real_y = np.concatenate(real_x), np.concatenate(real_y)
+            n_real = np.bincount(real_y, minlength=K)
+            n_add = np.maximum(0, args.per_class - n_real)
+            scale = (float(real_x.mean()), float(real_x.std()))
+            print(f"\n{key}: {TRANSFER_PROTOCOLS[proto]}; recorded at the target: {sorted(at_target) or 'none'}; "
+                  f"judged on {unseen}; real windows per class {dict(zip(classes, n_real.tolist()))}")
+            gen, gan_s = None, None
+            if any(v.startswith("vibgan") for v in args.variants):
+                out = Path(args.out) / "transfer" / f"P{proto}-S{S:g}"
+                cfg = gan_config("gan-vibgan", args, out, seed=0)
+                data = TrainData.from_recordings(parts, length=T, train_fraction=1.0, geometry=cfg.data.geometry)
+                t0 = time.perf_counter()
+                res = train(cfg, data, None)
+                gan_s, gen = time.perf_counter() - t0, res.generator
+                print(f"  vibgan GAN: {res.steps} steps in {gan_s:.0f} s, trained at {gen.conditions}")
+            res_p: dict[str, Any] = {"at_target": sorted(at_target), "judged_on": unseen, "gan_train_s": gan_s,
+                                     "n_real": dict(zip(classes, n_real.tolist())), "variants": {}}
+            for v in args.variants:
+                rng = np.random.default_rng(1000 + int(S * 1000))
+                with warnings.catch_warnings():  # sampling outside the trained conditions is the point here
+                    warnings.simplefilter("ignore")
+                    fill = [transfer_fill(v, c, int(n_add[k]) if v != "real" else 0, by_class[c], target, gen, T,
+                                          rng, seed=100 + 17 * k) for k, c in enumerate(classes)]
+                x = np.concatenate([real_x, *fill])
+                y = np.concatenate([real_y, *[np.full(len(f), k) for k, f in enumerate(fill)]])
+                f1_t, f1_s, cm, t0 = [], [], np.zeros((K, K), np.int64), time.perf_counter()
+                for seed in range(args.seeds):
+                    net = train_classifier(x, y, K, seed=seed, epochs=args.epochs, per_epoch=K * args.per_class,
+                                           scale=scale)
+                    pt = predict(net, x_tgt, scale)
+                    f1_t.append(present_macro_f1(y_tgt, pt, K))
+                    f1_s.append(present_macro_f1(y_src, predict(net, x_src, scale), K))
+                    cm += confusion_matrix(y_tgt, pt, K)
+                rec_t = {c: r for c, r in recall(cm, classes).items() if (y_tgt == classes.index(c)).any()}
+                d = {"target_macro_f1": f1_t, "target_mean": float(np.mean(f1_t)),
+                     "target_std": float(np.std(f1_t, ddof=1)) if len(f1_t) > 1 else 0.0,
+                     "source_macro_f1": f1_s, "source_mean": float(np.mean(f1_s)),
+                     "target_recall": rec_t, "unseen_recall_mean": float(np.mean([rec_t[c] for c in unseen])),
+                     "unseen_recall_min": float(min(rec_t[c] for c in unseen)),
+                     "confusions": confusions(cm, classes)[:5], "n_train": int(len(x)),
+                     "classifier_s": time.perf_counter() - t0}
+                res_p["variants"][v] = d
+                worst = d["confusions"][:2]
+                print(f"  {v:<14} target macro-F1 {d['target_mean']:.3f} +/- {d['target_std']:.3f}, unseen recall "
+                      f"mean {d['unseen_recall_mean']:.2f} min {d['unseen_recall_min']:.2f}; source held-out "
+                      f"{d['source_mean']:.3f} ({args.seeds} seeds, {d['classifier_s']:.0f} s)"
+                      + (f"; most confused: {', '.join(f'{a} as {b} {r:.0%}' for a, b, r in worst)}" if worst else ""))
+            results[key] = res_p
+
+    info["loadavg_end"] = _loadavg()
+    summary = {f"{k}/{v}/{m}": r["variants"][v][m] for k, r in results.items() for v in r["variants"]
+               for m in ("target_mean", "target_std", "source_mean", "unseen_recall_mean", "unseen_recall_min")}
+    result = {"benchmark": "transfer", "machine": info, "settings": _settings(args),
+              "protocol": {"classes": classes, "window": T, "source": str(src_dir), "target": str(tgt_dir),
+                           "target_condition": list(target), "protocols": {p: TRANSFER_PROTOCOLS[p] for p in args.protocols},
+                           "test": "last 30 % of each recording at each condition, non-overlapping windows",
+                           "train": "fault classes: first S seconds at each condition they are given at; normal: first 70 %",
+                           "metric": "macro-F1 over the classes with test windows at that condition",
+                           "classifier": f"window_cnn, Adam 1e-3, batch 64, {args.epochs} epochs of {K * args.per_class} "
+                                         "class-balanced windows",
+                           "variants": {v: TRANSFER_VARIANTS[v] for v in args.variants}},
+              "results": results, "summary": summary}
+    print()
+    _print_table(["variant", *[f"{k} target F1" for k in results], *[f"{k} unseen recall" for k in results],
+                  *[f"{k} source F1" for k in results]],
+                 [[v, *[f"{r['variants'][v]['target_mean']:.3f} +/- {r['variants'][v]['target_std']:.3f}" for r in results.values()],
+                   *[f"{r['variants'][v]['unseen_recall_mean']:.2f}" for r in results.values()],
+                   *[f"{r['variants'][v]['source_mean']:.3f}" for r in results.values()]] for v in args.variants])
+    path = write_json(result, args.out, "transfer")
+    tracker = open_tracker(args, "transfer", gan_config("gan-vibgan", args, Path(args.out) / "transfer", 0))
+    try:
+        log_result(tracker, result, "transfer", path)
     finally:
         tracker.finish("FINISHED")
     return 0
