@@ -1118,7 +1118,13 @@ TRANSFER_VARIANTS = {
                  "(vibgan.transfer.speed_resample), then classic; the others classic",
     "vibgan-target": "vibgan conv GAN trained on every training part, sampled at the target (rpm, load)",
     "vibgan-spread": "the same GAN sampled at speeds spread +/- 4 % around each class's recorded conditions",
+    "resampled-eq": "resampled, then filtered by the condition response learned from the classes recorded at both "
+                    "conditions (vibgan.transfer.ConditionResponse); needs such classes",
+    "vibgan-eq": "vibgan sampled at the target rpm and the class's recorded load, then the condition response; "
+                 "needs classes recorded at both conditions",
 }
+#: variants that need a condition response (classes recorded at the source and the target)
+NEEDS_RESPONSE = {"resampled-eq", "vibgan-eq"}
 
 
 def present_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
@@ -1152,19 +1158,27 @@ def _test_windows(recs, classes: list[str], T: int) -> tuple[np.ndarray, np.ndar
 
 
 def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[float, float], gen, T: int,
-                  rng: np.random.Generator, seed: int) -> np.ndarray:
-    """n synthetic windows of ``label`` for one transfer variant (see TRANSFER_VARIANTS)."""
+                  rng: np.random.Generator, seed: int, response=None) -> np.ndarray:
+    """n synthetic windows of ``label`` for one transfer variant (see TRANSFER_VARIANTS); ``response``: the
+    ConditionResponse of the *-eq variants."""
+    from vibgan.recordings import Recording
     from vibgan.transfer import condition_grid, speed_resample
 
     if n <= 0:
         return np.zeros((0, parts[0].channels, T), np.float32)
-    if variant == "classic" or (variant == "resampled" and any(
+    src = (float(parts[0].meta["rpm"]), float(parts[0].meta.get("load_hp") or 0))
+    if variant == "classic" or (variant in ("resampled", "resampled-eq", "vibgan-eq") and any(
             abs(float(p.meta["rpm"]) - target[0]) < 1e-6 and abs(float(p.meta.get("load_hp") or 0) - target[1]) < 1e-6
             for p in parts)):
         per = np.diff(np.linspace(0, n, len(parts) + 1).round().astype(int))
         return np.concatenate([classic_windows(p, int(k), T, rng) for p, k in zip(parts, per) if k])
     if variant == "resampled":
         return classic_windows(speed_resample(parts[0], target[0], target[1]), n, T, rng)
+    if variant == "resampled-eq":
+        r = speed_resample(parts[0], target[0], target[1])
+        return classic_windows(Recording(response.apply(r.signal, src, target), r.fs, r.meta), n, T, rng)
+    if variant == "vibgan-eq":
+        return response.apply(gen.sample(label, n, rpm=target[0], load_hp=src[1], seed=seed), src, target)
     if variant == "vibgan-target":
         return gen.sample(label, n, rpm=target[0], load_hp=target[1], seed=seed)
     if variant == "vibgan-spread":
@@ -1186,6 +1200,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from vibgan.errors import VibganError
     from vibgan.recordings import Recording
     from vibgan.train import train
+    from vibgan.transfer import ConditionResponse
     from vibgan.windows import split_by_time, windows
 
     if args.quick:
@@ -1209,6 +1224,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     if len(conds) != 1:
         raise VibganError(f"--target-dir {tgt_dir}: expected one target condition, found {sorted(conds)}")
     target = conds.pop()
+    src_cond = (float(src[0].meta["rpm"]), float(src[0].meta.get("load_hp") or 0))
     x_src, y_src, src_start = _test_windows(src, classes, T)
     x_tgt, y_tgt, tgt_start = _test_windows(tgt, classes, T)
     print(f"transfer benchmark: {K} classes, windows of {T}; source {src[0].meta['rpm']:g} rpm / "
@@ -1252,14 +1268,24 @@ def run_transfer(args: argparse.Namespace) -> int:
                 res = train(cfg, data, None)
                 gan_s, gen = time.perf_counter() - t0, res.generator
                 print(f"  vibgan GAN: {res.steps} steps in {gan_s:.0f} s, trained at {gen.conditions}")
+            response = ConditionResponse.fit(parts)
+            has_response = response.response(src_cond, target) is not None
             res_p: dict[str, Any] = {"at_target": sorted(at_target), "judged_on": unseen, "gan_train_s": gan_s,
-                                     "n_real": dict(zip(classes, n_real.tolist())), "variants": {}}
+                                     "n_real": dict(zip(classes, n_real.tolist())), "variants": {},
+                                     "condition_response": response.to_dict()}
+            if has_response:
+                d = response.response(src_cond, target)
+                print(f"  condition response {src_cond} -> {target} from {response.support[(src_cond, target)]}: "
+                      f"{d.min():+.1f} to {d.max():+.1f} dB, median |change| {np.median(np.abs(d)):.1f} dB")
             for v in args.variants:
+                if v in NEEDS_RESPONSE and not has_response:
+                    print(f"  {v:<14} skipped: no class is recorded at both conditions")
+                    continue
                 rng = np.random.default_rng(1000 + int(S * 1000))
                 with warnings.catch_warnings():  # sampling outside the trained conditions is the point here
                     warnings.simplefilter("ignore")
                     fill = [transfer_fill(v, c, int(n_add[k]) if v != "real" else 0, by_class[c], target, gen, T,
-                                          rng, seed=100 + 17 * k) for k, c in enumerate(classes)]
+                                          rng, seed=100 + 17 * k, response=response) for k, c in enumerate(classes)]
                 x = np.concatenate([real_x, *fill])
                 y = np.concatenate([real_y, *[np.full(len(f), k) for k, f in enumerate(fill)]])
                 f1_t, f1_s, cm, t0 = [], [], np.zeros((K, K), np.int64), time.perf_counter()
@@ -1300,11 +1326,14 @@ def run_transfer(args: argparse.Namespace) -> int:
                            "variants": {v: TRANSFER_VARIANTS[v] for v in args.variants}},
               "results": results, "summary": summary}
     print()
+    def cell(r, v, fmt):
+        return fmt(r["variants"][v]) if v in r["variants"] else "-"
+
     _print_table(["variant", *[f"{k} target F1" for k in results], *[f"{k} unseen recall" for k in results],
                   *[f"{k} source F1" for k in results]],
-                 [[v, *[f"{r['variants'][v]['target_mean']:.3f} +/- {r['variants'][v]['target_std']:.3f}" for r in results.values()],
-                   *[f"{r['variants'][v]['unseen_recall_mean']:.2f}" for r in results.values()],
-                   *[f"{r['variants'][v]['source_mean']:.3f}" for r in results.values()]] for v in args.variants])
+                 [[v, *[cell(r, v, lambda d: f"{d['target_mean']:.3f} +/- {d['target_std']:.3f}") for r in results.values()],
+                   *[cell(r, v, lambda d: f"{d['unseen_recall_mean']:.2f}") for r in results.values()],
+                   *[cell(r, v, lambda d: f"{d['source_mean']:.3f}") for r in results.values()]] for v in args.variants])
     path = write_json(result, args.out, "transfer")
     tracker = open_tracker(args, "transfer", gan_config("gan-vibgan", args, Path(args.out) / "transfer", 0))
     try:

@@ -54,3 +54,104 @@ def condition_grid(seen: list[tuple[float, float]] | list[list[float]], n: int, 
     factors = np.linspace(1 - width, 1 + width, per) if per > 1 else np.ones(1)
     grid = [(float(r) * float(f), float(l)) for r, l in seen for f in factors]
     return grid[:n]
+
+
+Condition = tuple[float, float]
+
+
+def _cond(meta: dict) -> Condition:
+    return (float(meta.get("rpm") or 0.0), float(meta.get("load_hp") or 0.0))
+
+
+class ConditionResponse:
+    """How the spectrum changes from one operating condition to another, learned across classes.
+
+    For every class recorded at two conditions a and b, the change of its Welch PSD (dB, per frequency, at
+    fixed frequencies: structural resonances stay where they are) from a to b; the response a -> b is the
+    median of that change over those classes. ``apply`` filters segments of a class recorded at a only, so that
+    their band levels move as the other classes' did: what a plant's healthy and partly-recorded faults teach
+    about a load step, carried to the faults never recorded there.
+
+    The PSD uses ``nperseg`` (default 256: 47 Hz bins at 12 kHz), coarse enough that the fault's own lines,
+    which move with speed, do not dominate; the response is then smoothed over ``smooth`` bins and clipped to
+    +/- ``max_db``.
+    """
+
+    def __init__(self, fs: float, freqs: np.ndarray, table: dict[tuple[Condition, Condition], np.ndarray],
+                 support: dict[tuple[Condition, Condition], list[str]]) -> None:
+        self.fs = float(fs)
+        self.freqs = np.asarray(freqs, dtype=np.float64)
+        self.table = table
+        self.support = support
+
+    @classmethod
+    def fit(cls, recordings, *, nperseg: int = 256, smooth: int = 5, max_db: float = 12.0) -> ConditionResponse:
+        from vibgan.spectral import psd
+
+        recs = list(recordings)
+        if not recs:
+            raise DataError("ConditionResponse.fit: expected at least one recording")
+        fs = {r.fs for r in recs}
+        if len(fs) != 1:
+            raise DataError(f"ConditionResponse.fit: recordings at different rates {sorted(fs)}; resample them first")
+        fs_ = fs.pop()
+        spectra: dict[str, dict[Condition, list[np.ndarray]]] = {}
+        freqs = None
+        for r in recs:
+            if r.samples < nperseg:
+                continue
+            freqs, p = psd(r.signal.astype(np.float64), fs_, nperseg=nperseg, noverlap=nperseg // 2)
+            spectra.setdefault(r.label, {}).setdefault(_cond(r.meta), []).append(p.mean(axis=0))  # channels pooled
+        diffs: dict[tuple[Condition, Condition], list[np.ndarray]] = {}
+        support: dict[tuple[Condition, Condition], list[str]] = {}
+        kernel = np.ones(smooth) / smooth
+        for label, by_cond in spectra.items():
+            db = {c: 10 * np.log10(np.maximum(np.mean(v, axis=0), 1e-30)) for c, v in by_cond.items()}
+            for a in db:
+                for b in db:
+                    if a != b:
+                        diffs.setdefault((a, b), []).append(db[b] - db[a])
+                        support.setdefault((a, b), []).append(label)
+        table = {}
+        for k, v in diffs.items():
+            d = np.median(np.stack(v), axis=0)
+            d = np.convolve(np.pad(d, smooth // 2, mode="edge"), kernel, mode="valid")
+            table[k] = np.clip(d, -max_db, max_db)
+        return cls(fs_, freqs if freqs is not None else np.zeros(0), table, support)
+
+    def pairs(self) -> list[tuple[Condition, Condition]]:
+        return sorted(self.table)
+
+    def response(self, a: Condition, b: Condition) -> np.ndarray | None:
+        """dB per ``freqs`` from a to b, or None when no class was recorded at both."""
+        key = ((float(a[0]), float(a[1])), (float(b[0]), float(b[1])))
+        return self.table.get(key)
+
+    def apply(self, x: np.ndarray, a: Condition, b: Condition) -> np.ndarray:
+        """Segments (..., T) at condition a filtered (zero phase, FFT) by the response a -> b; unchanged when
+        a == b; a DataError when no class was recorded at both."""
+        if (float(a[0]), float(a[1])) == (float(b[0]), float(b[1])):
+            return x
+        d = self.response(a, b)
+        if d is None:
+            raise DataError(f"ConditionResponse: no class was recorded at both {a} and {b}; recorded pairs: {self.pairs()}")
+        T = x.shape[-1]
+        f = np.fft.rfftfreq(T, 1.0 / self.fs)
+        gain = 10 ** (np.interp(f, self.freqs, d) / 20.0)
+        y = np.fft.irfft(np.fft.rfft(np.asarray(x, dtype=np.float64), axis=-1) * gain, n=T, axis=-1)
+        return y.astype(np.asarray(x).dtype if np.asarray(x).dtype.kind == "f" else np.float32)
+
+    def to_dict(self) -> dict:
+        return {"fs": self.fs, "freqs": self.freqs.tolist(),
+                "pairs": [{"from": list(a), "to": list(b), "db": d.tolist(), "classes": self.support[(a, b)]}
+                          for (a, b), d in sorted(self.table.items())]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ConditionResponse:
+        try:
+            table = {(tuple(map(float, p["from"])), tuple(map(float, p["to"]))): np.asarray(p["db"], dtype=np.float64)
+                     for p in d["pairs"]}
+            support = {(tuple(map(float, p["from"])), tuple(map(float, p["to"]))): list(p["classes"]) for p in d["pairs"]}
+            return cls(float(d["fs"]), np.asarray(d["freqs"], dtype=np.float64), table, support)  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"condition_response: expected fs, freqs and pairs of from/to/db/classes, got {e!r}") from None
