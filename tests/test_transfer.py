@@ -1,0 +1,125 @@
+"""vibgan.transfer: the speed-resampled baseline, the condition grid, the condition response learned across
+classes, and the `benchmark.py transfer` smoke run on CWRU 1797 -> 1750 rpm."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vibgan.errors import DataError
+from vibgan.recordings import Recording
+from vibgan.spectral import psd
+from vibgan.transfer import ConditionResponse, condition_grid, speed_resample
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
+import benchmark as bench  # noqa: E402
+
+FS = 12000.0
+
+
+def _peak_hz(x: np.ndarray, fs: float) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / fs)[np.argmax(spec)])
+
+
+def test_speed_resample_moves_every_line_by_the_speed_ratio():
+    t = np.arange(int(2 * FS)) / FS
+    rec = Recording(np.sin(2 * np.pi * 107.0 * t)[None].astype(np.float32), FS,
+                    {"label": "IR", "rpm": 1800.0, "load_hp": 0.0, "source": "tone"})
+    out = speed_resample(rec, 1500.0, load_hp=2.0)
+    # slower shaft: the line moves down to 107 * 1500 / 1800 = 89.2 Hz (the wrong direction would give 128 Hz)
+    # and the recording lasts 1800 / 1500 times as long at the same fs
+    assert abs(_peak_hz(out.signal[0], out.fs) - 107.0 * 1500 / 1800) < 0.6
+    assert out.fs == FS and abs(out.samples - rec.samples * 1800 / 1500) <= 2
+    assert out.meta["rpm"] == 1500.0 and out.meta["load_hp"] == 2.0 and out.meta["speed_resampled_from"] == [1800.0, 0.0]
+    # the amplitude is kept (a level change with load is not something resampling knows)
+    assert abs(np.sqrt((out.signal[0, 1000:-1000] ** 2).mean()) - np.sqrt(0.5)) < 0.01
+    with pytest.raises(DataError, match="rpm"):
+        speed_resample(Recording(rec.signal, FS, {"source": "no-rpm.npz"}), 1500.0)
+
+
+def test_condition_grid_spreads_speeds_around_each_seen_condition():
+    g = condition_grid([(1797.0, 0.0), (1750.0, 2.0)], 8, width=0.04)
+    assert len(g) == 8
+    assert {l for _, l in g} == {0.0, 2.0}
+    r0 = sorted(r for r, l in g if l == 0.0)
+    assert r0[0] == pytest.approx(1797 * 0.96) and r0[-1] == pytest.approx(1797 * 1.04)
+    with pytest.raises(DataError):
+        condition_grid([], 4)
+
+
+def _band_noise(rng, n, gain_band=1.0, band=(2000.0, 3000.0)):
+    """White noise whose band is scaled by gain_band (zero-phase, in the frequency domain)."""
+    x = rng.standard_normal(n)
+    X = np.fft.rfft(x)
+    f = np.fft.rfftfreq(n, 1 / FS)
+    X[(f >= band[0]) & (f <= band[1])] *= gain_band
+    return np.fft.irfft(X, n=n)[None].astype(np.float32)
+
+
+def test_condition_response_carries_the_other_classes_load_change_to_an_unseen_class():
+    rng = np.random.default_rng(0)
+    a, b = {"rpm": 1797.0, "load_hp": 0.0}, {"rpm": 1750.0, "load_hp": 2.0}
+    n = int(4 * FS)
+    recs = []
+    for label, level in (("c1", 1.0), ("c2", 3.0)):  # two classes at both conditions: +6 dB in 2-3 kHz at b
+        recs.append(Recording(level * _band_noise(rng, n), FS, {"label": label, **a, "source": f"{label}a"}))
+        recs.append(Recording(level * _band_noise(rng, n, gain_band=2.0), FS, {"label": label, **b, "source": f"{label}b"}))
+    recs.append(Recording(_band_noise(rng, n), FS, {"label": "c3", **a, "source": "c3a"}))  # c3 only at a
+    resp = ConditionResponse.fit(recs)
+    A, B = (1797.0, 0.0), (1750.0, 2.0)
+    assert sorted(resp.support[(A, B)]) == ["c1", "c2"]
+    d = resp.response(A, B)
+    f = resp.freqs
+    assert np.median(d[(f > 2200) & (f < 2800)]) == pytest.approx(6.0, abs=0.8)
+    assert np.abs(d[(f > 300) & (f < 1500)]).max() < 1.0  # outside the band: no change
+    # applied to the class recorded at a only: its band rises by ~6 dB, the rest stays
+    x = recs[-1].signal
+    y = resp.apply(x, A, B)
+    fr, px = psd(x.astype(np.float64), FS)
+    _, py = psd(y.astype(np.float64), FS)
+    rise = 10 * np.log10(py[0] / px[0])
+    assert np.median(rise[(fr > 2200) & (fr < 2800)]) == pytest.approx(6.0, abs=1.0)
+    assert abs(np.median(rise[(fr > 300) & (fr < 1500)])) < 0.5
+    assert np.array_equal(resp.apply(x, A, A), x)
+    # the reverse direction is learned too, and a round trip through the dict keeps the table
+    assert np.median(resp.response(B, A)[(f > 2200) & (f < 2800)]) == pytest.approx(-6.0, abs=0.8)
+    back = ConditionResponse.from_dict(json.loads(json.dumps(resp.to_dict())))
+    assert np.allclose(back.response(A, B), d) and back.support == resp.support
+    with pytest.raises(DataError, match="no class was recorded at both"):
+        resp.apply(x, A, (1500.0, 1.0))
+
+
+def test_present_macro_f1_scores_only_the_classes_with_test_windows():
+    y_true = np.array([1, 1, 2, 2])
+    # class 0 (absent at the target) is never scored, but predicting it is an error for the true class
+    assert bench.present_macro_f1(y_true, np.array([1, 1, 2, 2]), 3) == 1.0
+    f1 = bench.present_macro_f1(y_true, np.array([1, 0, 2, 2]), 3)
+    assert f1 == pytest.approx(np.mean([2 / 3, 1.0]))
+
+
+def test_transfer_benchmark_smoke(tmp_path, cwru_dir):
+    target = cwru_dir.parent / "1750rpm"
+    if not any(target.glob("*.npz")):
+        pytest.skip(f"CWRU 2 hp recordings not found at {target}")
+    out = tmp_path / "bench"
+    rc = bench.main(["transfer", "--quick", "--threads", "1", "--protocols", "1", "--out", str(out),
+                     "--cwru", str(cwru_dir), "--target-dir", str(target),
+                     "--variants", "real", "resampled", "resampled-eq", "vibgan-eq"])
+    assert rc == 0
+    r = json.loads((out / "transfer.json").read_text())
+    res = r["results"]["P1/S0.5"]
+    assert res["judged_on"] == ["B_14", "IR_14", "OR@6_14"]  # the 14 mil faults are never recorded at 1750 rpm
+    assert sorted(res["at_target"]) == ["B_21", "B_7", "IR_21", "IR_7", "OR@6_21", "OR@6_7"]
+    assert set(res["variants"]) == {"real", "resampled", "resampled-eq", "vibgan-eq"}
+    for v in res["variants"].values():
+        # scored on the classes recorded at 1750 rpm: the nine faults, no normal
+        assert set(v["target_recall"]) == {c for c in r["protocol"]["classes"] if c != "Normal"}
+        assert 0 <= v["target_mean"] <= 1 and 0 <= v["unseen_recall_min"] <= v["unseen_recall_mean"] <= 1
+    assert res["variants"]["real"]["n_train"] < res["variants"]["resampled"]["n_train"]
+    pair = [p for p in res["condition_response"]["pairs"] if p["from"] == [1797.0, 0.0]][0]
+    assert sorted(pair["classes"]) == sorted(res["at_target"])  # learned from the classes recorded at both
