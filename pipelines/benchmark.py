@@ -6,6 +6,7 @@ to MLflow.
                                                         # validation, peak memory; CPU (and CUDA when present)
     python pipelines/benchmark.py augment               # CWRU augmentation: macro-F1 of one 1D CNN, 5 seeds
     python pipelines/benchmark.py fidelity              # train configs/cwru.toml, per-class fidelity, time to target
+    python pipelines/benchmark.py transfer              # CWRU 1797 -> 1750 rpm: faults at a condition never recorded
     python pipelines/benchmark.py speed --quick         # tiny settings (the smoke test)
     python pipelines/benchmark.py first-run             # `make train` as a new user runs it: wall time per phase
 

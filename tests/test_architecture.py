@@ -38,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "checkpoints": {"errors", "files", "networks"},
     "calibrate": {"datasets", "generator", "losses", "progress"},
     "classify": {"errors", "spectral"},
+    "transfer": {"errors", "recordings", "spectral"},
     "validate": {"errors", "bearing", "classify", "config", "progress", "spectral", "windows"},
     "report": {"errors", "progress", "spectral", "validate"},
     "provenance": {"vibgan", "config", "device", "files"},
@@ -51,7 +52,7 @@ ALLOWED: dict[str, set[str]] = {
 #: the only modules that may import mlflow
 MLFLOW = {"tracking", "registry", "serving"}
 #: signal maths and metrics: they never import the training side
-MATHS = {"spectral", "losses", "bearing", "windows", "normalize", "validate", "classify", "synthetic"}
+MATHS = {"spectral", "losses", "bearing", "windows", "normalize", "validate", "classify", "synthetic", "transfer"}
 TRAINING = {"train", "calibrate", "checkpoints", "datasets", "tracking", "registry", "serving", "provenance"}
 MAX_LINES = 800
 
