@@ -937,6 +937,44 @@ def gan_config(kind: str, args: argparse.Namespace, out: Path, seed: int):
                                                    "model.out_activation='none'"])
 
 
+def _test_windows(recs, classes: list[str], T: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The last 30 % of every recording in non-overlapping windows, class indices, and each test part's offset."""
+    from vibgan.windows import split_by_time, windows
+
+    xs, ys, start = [], [], {}
+    for r in recs:
+        te = split_by_time(r, (0.7, 0.0, 0.3))[2]
+        w = np.asarray(windows(te, T), dtype=np.float32)
+        xs.append(w)
+        ys.append(np.full(len(w), classes.index(r.label)))
+        start[r.source] = int(te.meta["offset"])
+    return np.concatenate(xs), np.concatenate(ys), start
+
+
+def _training_part(r, S: float, T: int, test_start: int):
+    """The training part of a recording in the augmentation and transfer protocols: a fault's first S seconds,
+    normal's first 70 %; an error when it holds no window of T or reaches into the recording's test part."""
+    from vibgan.errors import VibganError
+    from vibgan.recordings import Recording
+    from vibgan.windows import split_by_time
+
+    end = split_by_time(r, (0.7, 0.0, 0.3))[0].samples if r.meta.get("fault") == "normal" else int(round(S * r.fs))
+    where = f"{r.label} at {float(r.meta.get('rpm') or 0):g} rpm"
+    if end < T:
+        raise VibganError(f"--seconds {S:g}: {where} gets {end} samples, shorter than one window of {T}")
+    if end > test_start:
+        raise VibganError(f"--seconds {S:g}: {where}'s training part would reach into its test part")
+    return Recording(r.signal[:, :end], r.fs, dict(r.meta, part="train", offset=0))
+
+
+def _real_windows(parts, classes: list[str], T: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of T (hop ``hop``) of the training parts and its class index."""
+    from vibgan.windows import windows
+
+    xs = [np.asarray(windows(p, T, hop), dtype=np.float32) for p in parts]
+    return np.concatenate(xs), np.concatenate([np.full(len(w), classes.index(p.label)) for w, p in zip(xs, parts)])
+
+
 def run_augment(args: argparse.Namespace) -> int:
     import torch
 
@@ -944,9 +982,7 @@ def run_augment(args: argparse.Namespace) -> int:
     from vibgan.classify import confusion_matrix, macro_f1, predict, recall, train_classifier
     from vibgan.datasets import TrainData
     from vibgan.errors import VibganError
-    from vibgan.recordings import Recording
     from vibgan.train import train
-    from vibgan.windows import split_by_time, windows
 
     if args.quick:
         args.seeds, args.seconds, args.gan_steps, args.mlp_steps = 1, args.seconds[:1], 2, 2
@@ -964,14 +1000,7 @@ def run_augment(args: argparse.Namespace) -> int:
     K = len(classes)
     fs = recs[0].fs
     # ---- the test set: the last 30 % of every recording, non-overlapping windows; nothing else touches it
-    x_test, y_test, test_start = [], [], {}
-    for r in recs:
-        _, _, te = split_by_time(r, (0.7, 0.0, 0.3))
-        w = np.asarray(windows(te, T), dtype=np.float32)
-        x_test.append(w)
-        y_test.append(np.full(len(w), classes.index(r.label)))
-        test_start[r.source] = int(te.meta["offset"])
-    x_test, y_test = np.concatenate(x_test), np.concatenate(y_test)
+    x_test, y_test, test_start = _test_windows(recs, classes, T)
     print(f"augment benchmark: {K} classes, windows of {T}, test {len(x_test)} windows "
           f"({', '.join(f'{c} {int((y_test == i).sum())}' for i, c in enumerate(classes))}); "
           f"{info['torch_threads']} threads, load average {info['loadavg_start']}")
@@ -979,21 +1008,8 @@ def run_augment(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     for S in args.seconds:
         # ---- training parts: fault classes their first S seconds, normal its first 70 %
-        parts = []
-        for r in recs:
-            end = split_by_time(r, (0.7, 0.0, 0.3))[0].samples if r.meta.get("fault") == "normal" \
-                else int(round(S * r.fs))
-            if end < T:
-                raise VibganError(f"--seconds {S:g}: {r.label} gets {end} samples, shorter than one window of {T}")
-            if end > test_start[r.source]:
-                raise VibganError(f"--seconds {S:g}: {r.label}'s training part would reach into its test part")
-            parts.append(Recording(r.signal[:, :end], r.fs, dict(r.meta, part="train", offset=0)))
-        real_x, real_y = [], []
-        for p in parts:
-            w = np.asarray(windows(p, T, args.hop), dtype=np.float32)
-            real_x.append(w)
-            real_y.append(np.full(len(w), classes.index(p.label)))
-        real_x, real_y = np.concatenate(real_x), np.concatenate(real_y)
+        parts = [_training_part(r, S, T, test_start[r.source]) for r in recs]
+        real_x, real_y = _real_windows(parts, classes, T, args.hop)
         n_real = np.bincount(real_y, minlength=K)
         n_add = np.maximum(0, args.per_class - n_real)
         scale = (float(real_x.mean()), float(real_x.std()))
@@ -1128,34 +1144,8 @@ TRANSFER_VARIANTS = {
 NEEDS_RESPONSE = {"resampled-eq", "vibgan-eq"}
 
 
-def present_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over the classes that have test windows (a target condition without the normal class is not
-    scored on it; predicting it is still an error for the true class)."""
-    from vibgan.classify import confusion_matrix
-
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    tp = np.diag(cm).astype(float)
-    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
-    present = cm.sum(axis=1) > 0
-    return float((2 * tp[present] / np.maximum(1, denom[present])).mean())
-
-
 def _diameter_mils(meta: dict) -> str:
     return f"{round(float(meta.get('diameter_in') or 0) * 1000):d}"
-
-
-def _test_windows(recs, classes: list[str], T: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """The last 30 % of every recording in non-overlapping windows, class indices, and each test part's offset."""
-    from vibgan.windows import split_by_time, windows
-
-    xs, ys, start = [], [], {}
-    for r in recs:
-        te = split_by_time(r, (0.7, 0.0, 0.3))[2]
-        w = np.asarray(windows(te, T), dtype=np.float32)
-        xs.append(w)
-        ys.append(np.full(len(w), classes.index(r.label)))
-        start[r.source] = int(te.meta["offset"])
-    return np.concatenate(xs), np.concatenate(ys), start
 
 
 def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[float, float], gen, T: int,
@@ -1185,8 +1175,8 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
     if variant == "vibgan-spread":
         grid = condition_grid([(float(p.meta["rpm"]), float(p.meta.get("load_hp") or 0)) for p in parts], 8)
         per = np.diff(np.linspace(0, n, len(grid) + 1).round().astype(int))
-        return np.concatenate([gen.sample(label, int(k), rpm=r, load_hp=l, seed=seed + i)
-                               for i, ((r, l), k) in enumerate(zip(grid, per)) if k])
+        return np.concatenate([gen.sample(label, int(k), rpm=r, load_hp=load, seed=seed + i)
+                               for i, ((r, load), k) in enumerate(zip(grid, per)) if k])
     raise ValueError(variant)
 
 
@@ -1196,13 +1186,11 @@ def run_transfer(args: argparse.Namespace) -> int:
     import torch
 
     from vibgan.catalog import load_many
-    from vibgan.classify import confusion_matrix, predict, recall, train_classifier
+    from vibgan.classify import confusion_matrix, macro_f1, predict, recall, train_classifier
     from vibgan.datasets import TrainData
     from vibgan.errors import VibganError
-    from vibgan.recordings import Recording
     from vibgan.train import train
     from vibgan.transfer import ConditionResponse
-    from vibgan.windows import split_by_time, windows
 
     if args.quick:
         args.seeds, args.seconds, args.gan_steps = 1, args.seconds[:1], 2
@@ -1234,12 +1222,7 @@ def run_transfer(args: argparse.Namespace) -> int:
           f"{info['torch_threads']} threads, load average {info['loadavg_start']}")
 
     def first(r, S):
-        end = split_by_time(r, (0.7, 0.0, 0.3))[0].samples if r.meta.get("fault") == "normal" else int(round(S * r.fs))
-        start = src_start[r.source] if r.source in src_start else tgt_start[r.source]
-        if end < T or end > start:
-            raise VibganError(f"--seconds {S:g}: {r.label} at {r.meta['rpm']:g} rpm gets {end} samples: expected "
-                              f"at least one window of {T} and no more than its training 70 % ({start})")
-        return Recording(r.signal[:, :end], r.fs, dict(r.meta, part="train", offset=0))
+        return _training_part(r, S, T, src_start[r.source] if r.source in src_start else tgt_start[r.source])
 
     results: dict[str, Any] = {}
     for proto in args.protocols:
@@ -1249,12 +1232,7 @@ def run_transfer(args: argparse.Namespace) -> int:
             key = f"P{proto}/S{S:g}"
             parts = [first(r, S) for r in src] + [first(r, S) for r in tgt if r.label in at_target]
             by_class = {c: [p for p in parts if p.label == c] for c in classes}
-            real_x, real_y = [], []
-            for p in parts:
-                w = np.asarray(windows(p, T, args.hop), dtype=np.float32)
-                real_x.append(w)
-                real_y.append(np.full(len(w), classes.index(p.label)))
-            real_x, real_y = np.concatenate(real_x), np.concatenate(real_y)
+            real_x, real_y = _real_windows(parts, classes, T, args.hop)
             n_real = np.bincount(real_y, minlength=K)
             n_add = np.maximum(0, args.per_class - n_real)
             scale = (float(real_x.mean()), float(real_x.std()))
@@ -1294,8 +1272,8 @@ def run_transfer(args: argparse.Namespace) -> int:
                     net = train_classifier(x, y, K, seed=seed, epochs=args.epochs, per_epoch=K * args.per_class,
                                            scale=scale)
                     pt = predict(net, x_tgt, scale)
-                    f1_t.append(present_macro_f1(y_tgt, pt, K))
-                    f1_s.append(present_macro_f1(y_src, predict(net, x_src, scale), K))
+                    f1_t.append(macro_f1(y_tgt, pt, K, present_only=True))
+                    f1_s.append(macro_f1(y_src, predict(net, x_src, scale), K, present_only=True))
                     cm += confusion_matrix(y_tgt, pt, K)
                 rec_t = {c: r for c, r in recall(cm, classes).items() if (y_tgt == classes.index(c)).any()}
                 d = {"target_macro_f1": f1_t, "target_mean": float(np.mean(f1_t)),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vibgan.classify import macro_f1
 from vibgan.errors import DataError
 from vibgan.recordings import Recording
 from vibgan.spectral import psd
@@ -45,8 +46,8 @@ def test_speed_resample_moves_every_line_by_the_speed_ratio():
 def test_condition_grid_spreads_speeds_around_each_seen_condition():
     g = condition_grid([(1797.0, 0.0), (1750.0, 2.0)], 8, width=0.04)
     assert len(g) == 8
-    assert {l for _, l in g} == {0.0, 2.0}
-    r0 = sorted(r for r, l in g if l == 0.0)
+    assert {load for _, load in g} == {0.0, 2.0}
+    r0 = sorted(r for r, load in g if load == 0.0)
     assert r0[0] == pytest.approx(1797 * 0.96) and r0[-1] == pytest.approx(1797 * 1.04)
     with pytest.raises(DataError):
         condition_grid([], 4)
@@ -97,9 +98,10 @@ def test_condition_response_carries_the_other_classes_load_change_to_an_unseen_c
 def test_present_macro_f1_scores_only_the_classes_with_test_windows():
     y_true = np.array([1, 1, 2, 2])
     # class 0 (absent at the target) is never scored, but predicting it is an error for the true class
-    assert bench.present_macro_f1(y_true, np.array([1, 1, 2, 2]), 3) == 1.0
-    f1 = bench.present_macro_f1(y_true, np.array([1, 0, 2, 2]), 3)
+    assert macro_f1(y_true, np.array([1, 1, 2, 2]), 3, present_only=True) == 1.0
+    f1 = macro_f1(y_true, np.array([1, 0, 2, 2]), 3, present_only=True)
     assert f1 == pytest.approx(np.mean([2 / 3, 1.0]))
+    assert macro_f1(y_true, np.array([1, 0, 2, 2]), 3) == pytest.approx(np.mean([0.0, 2 / 3, 1.0]))  # the default
 
 
 def test_transfer_benchmark_smoke(tmp_path, cwru_dir):

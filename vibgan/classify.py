@@ -149,13 +149,16 @@ def recall(cm: np.ndarray, classes: list[str]) -> dict[str, float]:
     return dict(zip(classes, (np.diag(cm) / np.maximum(1, cm.sum(axis=1))).tolist()))
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Mean over classes of F1 = 2 TP / (2 TP + FP + FN); a class absent from both counts as 0."""
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *, present_only: bool = False) -> float:
+    """Mean over classes of F1 = 2 TP / (2 TP + FP + FN); a class absent from both counts as 0.
+
+    ``present_only``: the mean over the classes with test windows only (a condition where a class was never
+    recorded is not scored on it; predicting that class is still an error for the true class)."""
     cm = confusion_matrix(y_true, y_pred, n_classes)
     tp = np.diag(cm).astype(float)
     denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(f1.mean())
+    return float(f1[cm.sum(axis=1) > 0].mean() if present_only else f1.mean())
 
 
 def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, epochs: int, per_epoch: int,

@@ -52,7 +52,7 @@ def condition_grid(seen: list[tuple[float, float]] | list[list[float]], n: int, 
         raise DataError(f"condition_grid: expected n >= 1 and 0 <= width < 1, got n={n}, width={width}")
     per = -(-n // len(seen))
     factors = np.linspace(1 - width, 1 + width, per) if per > 1 else np.ones(1)
-    grid = [(float(r) * float(f), float(l)) for r, l in seen for f in factors]
+    grid = [(float(r) * float(f), float(load)) for r, load in seen for f in factors]
     return grid[:n]
 
 
@@ -135,11 +135,11 @@ class ConditionResponse:
         d = self.response(a, b)
         if d is None:
             raise DataError(f"ConditionResponse: no class was recorded at both {a} and {b}; recorded pairs: {self.pairs()}")
+        x = np.asarray(x)
         T = x.shape[-1]
-        f = np.fft.rfftfreq(T, 1.0 / self.fs)
-        gain = 10 ** (np.interp(f, self.freqs, d) / 20.0)
-        y = np.fft.irfft(np.fft.rfft(np.asarray(x, dtype=np.float64), axis=-1) * gain, n=T, axis=-1)
-        return y.astype(np.asarray(x).dtype if np.asarray(x).dtype.kind == "f" else np.float32)
+        gain = 10 ** (np.interp(np.fft.rfftfreq(T, 1.0 / self.fs), self.freqs, d) / 20.0)
+        y = np.fft.irfft(np.fft.rfft(x.astype(np.float64), axis=-1) * gain, n=T, axis=-1)
+        return y.astype(x.dtype if x.dtype.kind == "f" else np.float32)
 
     def to_dict(self) -> dict:
         return {"fs": self.fs, "freqs": self.freqs.tolist(),
