@@ -247,3 +247,46 @@ def test_simulate_dataset_default():
     assert not np.array_equal(simulate_dataset(duration=1.0, seed=1)[0].signal, ds[0].signal)
     with pytest.raises(VibganError, match="unknown fault"):
         simulate_dataset(faults=("rotor",))
+
+
+def _strike_peaks_and_decay(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
+    """Per strike of a clean single-mode recording: the envelope's peak (g) and its decay rate (1/s) from 0.5 to
+    2 ms after the peak (past the onset, where the sampled ring's envelope is not yet exponential)."""
+    from scipy.signal import find_peaks, hilbert
+
+    env = np.abs(hilbert(rec.signal[0].astype(np.float64)))
+    period = 1.0 / rec.meta["fault_hz"]
+    peaks, _ = find_peaks(env, distance=int(0.8 * period * rec.fs))
+    a, b = int(round(0.5e-3 * rec.fs)), int(round(2e-3 * rec.fs))
+    peaks = peaks[peaks + b < env.size]
+    return env[peaks], np.log(env[peaks + a] / env[peaks + b]) / ((b - a) / rec.fs)
+
+
+def test_load_strengthens_strikes_and_damps_the_resonance():
+    """3 hp against 0 hp, same seed (the same strikes): strikes 30 % stronger (LOAD_STRIKE_PER_HP), ringing that
+    decays 24 % faster (LOAD_DAMPING_PER_HP); the fault frequency does not move with load."""
+    kw = dict(seed=3, noise_g=0.0, shaft_g=(0.0, 0.0, 0.0), slip=0.0, resonance_hz=3400.0)
+    r0 = simulate_bearing("outer", 1797, FS, 2.0, load_hp=0.0, **kw)
+    r3 = simulate_bearing("outer", 1797, FS, 2.0, load_hp=3.0, **kw)
+    a0, d0 = _strike_peaks_and_decay(r0)
+    a3, d3 = _strike_peaks_and_decay(r3)
+    assert len(a0) > 150 and len(a0) == len(a3)
+    # the decay of a damped mode: zeta * 2 pi f = 0.035 * 2 pi 3400 = 748 /s at 0 hp
+    assert np.median(d0) == pytest.approx(0.035 * 2 * np.pi * 3400, rel=0.1)
+    assert np.median(d3) / np.median(d0) == pytest.approx(1.24, abs=0.04)
+    assert np.median(a3 / a0) == pytest.approx(1.3, abs=0.05)
+    assert r3.meta["fault_hz"] == r0.meta["fault_hz"] and r3.meta["load_hp"] == 3.0
+    assert hit_rate(r3, r3.meta["fault_hz"]) >= 0.9
+
+
+def test_simulate_dataset_several_loads():
+    ds = simulate_dataset(faults=("normal", "inner"), rpms=(1800,), load_hp=(0, 2), duration=1.0)
+    assert [(r.label, r.meta["rpm"], r.meta["load_hp"]) for r in ds] == [
+        ("normal", 1800.0, 0.0), ("normal", 1800.0, 2.0), ("inner", 1800.0, 0.0), ("inner", 1800.0, 2.0)]
+    # a recording's seed depends on its own (fault, rpm, load): the 2 hp one alone is the same signal
+    alone = simulate_dataset(faults=("inner",), rpms=(1800,), load_hp=2, duration=1.0)[0]
+    np.testing.assert_array_equal(alone.signal, ds[3].signal)
+    with pytest.raises(VibganError, match="load_hp"):
+        simulate_dataset(load_hp=(), duration=1.0)
+    with pytest.raises(VibganError, match="load_hp"):
+        simulate_dataset(load_hp=(-1,), duration=1.0)
