@@ -111,10 +111,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common(tr)
     tr.add_argument("--target-dir", default=str(DEFAULT_CWRU.parent / "1750rpm"),
                     help="recordings at the target condition (default ../shared/data/cwru/1750rpm)")
+    tr.add_argument("--data", choices=["cwru", "simulated"], default="cwru",
+                    help="cwru: --cwru -> --target-dir; simulated: the physics simulator (vibgan.synthetic, with its "
+                         "load effect) at --sim-source and --sim-target, whose own faults there are the ground truth")
+    tr.add_argument("--sim-source", nargs=2, type=float, default=[1797.0, 0.0], metavar=("RPM", "HP"),
+                    help="simulated source condition (default 1797 rpm, 0 hp)")
+    tr.add_argument("--sim-target", nargs=2, type=float, default=[1730.0, 3.0], metavar=("RPM", "HP"),
+                    help="simulated target condition (default 1730 rpm, 3 hp: a load CWRU's folders here do not have)")
     tr.add_argument("--protocols", nargs="+", default=["1", "3"], choices=list(TRANSFER_PROTOCOLS),
                     help="1: partial coverage (some classes recorded at the target); 3: one condition only")
-    tr.add_argument("--at-target", nargs="+", default=["7", "21"], metavar="DIAMETER",
-                    help="protocol 1: fault diameters (mils) whose classes are recorded at the target too (default 7 21)")
+    tr.add_argument("--at-target", nargs="+", default=None, metavar="SIZE",
+                    help="protocol 1: fault sizes whose classes are recorded at the target too: diameters in mils "
+                         "for CWRU (default 7 21), severities for simulated data (default 0.6 1.6)")
     tr.add_argument("--seeds", type=int, default=5, help="classifier seeds (default 5)")
     tr.add_argument("--seconds", type=float, nargs="+", default=[0.5], help="seconds S of each fault recording per condition")
     tr.add_argument("--gan-steps", type=int, default=1500, help="steps of vibgan's conv GAN (default 1500)")
@@ -1126,7 +1134,8 @@ def run_augment(args: argparse.Namespace) -> int:
 TRANSFER_PROTOCOLS = {
     "1": "partial coverage: every class at the source condition, the --at-target classes at the target too; "
          "judged on the classes never recorded at the target",
-    "3": "one condition only: every class at the source condition, none at the target",
+    "3": "one condition only: every class at the source condition, no fault class at the target (its healthy "
+         "recordings where there are any)",
 }
 TRANSFER_VARIANTS = {
     "real": "real only",
@@ -1144,8 +1153,54 @@ TRANSFER_VARIANTS = {
 NEEDS_RESPONSE = {"resampled-eq", "vibgan-eq"}
 
 
-def _diameter_mils(meta: dict) -> str:
-    return f"{round(float(meta.get('diameter_in') or 0) * 1000):d}"
+#: simulated transfer data: fault severities per fault type (the middle one is judged in protocol 1), seconds
+SIM_SEVERITIES = (0.6, 1.0, 1.6)
+SIM_DURATION_S = 10.0
+
+
+def _size_key(meta: dict) -> str:
+    """A fault class's size as --at-target names it: the diameter in mils (CWRU), else the severity (simulated)."""
+    if meta.get("diameter_in"):
+        return f"{round(float(meta['diameter_in']) * 1000):d}"
+    return f"{float(meta.get('severity') or 0):g}"
+
+
+def simulated_transfer_data(source: tuple[float, float], target: tuple[float, float], seed: int = 0,
+                            duration: float = SIM_DURATION_S) -> tuple[list, list]:
+    """The simulator's recordings at the source and the target condition: normal and each fault type at each of
+    SIM_SEVERITIES (labels like ``inner_1.6``), 12 kHz, drive end. The same classes at both conditions, so the
+    target's faults are ground truth for what a transfer should produce there."""
+    from vibgan.synthetic import _derived_seed, simulate_bearing
+
+    def at(rpm: float, load: float) -> list:
+        out = [simulate_bearing("normal", rpm, 12000.0, duration, load_hp=load,
+                                seed=_derived_seed(seed, "normal", rpm, load))]
+        for fault in ("inner", "outer", "ball"):
+            for sev in SIM_SEVERITIES:
+                out.append(simulate_bearing(fault, rpm, 12000.0, duration, severity=sev, load_hp=load,
+                                            label=f"{fault}_{sev:g}",
+                                            seed=_derived_seed(seed + int(sev * 100), fault, rpm, load)))
+        for r in out:
+            r.meta["source"] = f"simulated:{r.label}@{rpm:g}rpm/{load:g}hp"
+        return out
+
+    return at(*source), at(*target)
+
+
+def target_fidelity(fill: np.ndarray, real: np.ndarray, fs: float, fc: float | None) -> dict[str, Any]:
+    """How close synthetic windows of one class are to its real windows at the target: in-band log-spectral
+    distance of the mean PSDs (dB) beside the real side's own floor (its even against its odd windows), and the
+    envelope hit rate at the target's fault frequency, generated and real."""
+    from vibgan.spectral import envelope_hit_rate, lsd_db, mean_psd
+
+    f, p_fill = mean_psd(fill, fs)
+    _, p_real = mean_psd(real, fs)
+    floor = float(lsd_db(mean_psd(real[0::2], fs)[1], mean_psd(real[1::2], fs)[1], f, fs)) if len(real) > 1 else None
+    out = {"lsd_db": float(lsd_db(p_fill, p_real, f, fs)), "lsd_floor_db": floor}
+    if fc is not None:
+        out["envelope_hit"] = envelope_hit_rate(fill, fs, fc)
+        out["envelope_hit_real"] = envelope_hit_rate(real, fs, fc)
+    return out
 
 
 def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[float, float], gen, T: int,
@@ -1185,6 +1240,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     import torch
 
+    from vibgan.bearing import characteristic_frequency
     from vibgan.catalog import load_many
     from vibgan.classify import confusion_matrix, macro_f1, predict, recall, train_classifier
     from vibgan.datasets import TrainData
@@ -1197,14 +1253,24 @@ def run_transfer(args: argparse.Namespace) -> int:
         args.epochs, args.per_class, args.hop = 2, 24, 512
         args.gan_set = [*QUICK_CONV, "model.variety=false", *args.gan_set]
     torch.set_num_threads(max(1, args.threads))
-    src_dir, tgt_dir = _cwru_dir(args), Path(args.target_dir)
-    if src_dir is None or not tgt_dir.is_dir() or not any(tgt_dir.iterdir()):
-        raise VibganError(f"--cwru {args.cwru} / --target-dir {args.target_dir}: the transfer benchmark needs "
-                          "recordings at both conditions (see data/README.md)")
     T = args.window
     info = machine(torch.get_num_threads())
-    src = load_many(src_dir, channels=["DE"], fs=12000.0)
-    tgt = load_many(tgt_dir, channels=["DE"], fs=12000.0)
+    if args.data == "simulated":
+        args.at_target = args.at_target or [f"{v:g}" for v in (SIM_SEVERITIES[0], SIM_SEVERITIES[-1])]
+        src_cond, tgt_cond = tuple(args.sim_source), tuple(args.sim_target)
+        if src_cond == tgt_cond:
+            raise VibganError(f"--sim-source / --sim-target: expected two different conditions, got {src_cond} twice")
+        src, tgt = simulated_transfer_data(src_cond, tgt_cond, duration=3.0 if args.quick else SIM_DURATION_S)
+        src_dir = tgt_dir = f"simulated (vibgan.synthetic, severities {list(SIM_SEVERITIES)})"
+    else:
+        args.at_target = args.at_target or ["7", "21"]
+        src_dir, tgt_dir = _cwru_dir(args), Path(args.target_dir)
+        if src_dir is None or not tgt_dir.is_dir() or not any(tgt_dir.iterdir()):
+            raise VibganError(f"--cwru {args.cwru} / --target-dir {args.target_dir}: the transfer benchmark needs "
+                              "recordings at both conditions (see data/README.md), or --data simulated")
+        src = load_many(src_dir, channels=["DE"], fs=12000.0)
+        tgt = load_many(tgt_dir, channels=["DE"], fs=12000.0)
+    fs = src[0].fs
     classes = list(dict.fromkeys(r.label for r in src))
     if missing := sorted({r.label for r in tgt} - set(classes)):
         raise VibganError(f"--target-dir {tgt_dir}: classes {missing} have no recording at the source condition")
@@ -1226,7 +1292,9 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     results: dict[str, Any] = {}
     for proto in args.protocols:
-        at_target = {r.label for r in tgt if _diameter_mils(r.meta) in args.at_target} if proto == "1" else set()
+        # healthy recordings at the target go in wherever they exist (a plant has healthy data at many conditions)
+        at_target = {r.label for r in tgt if r.meta.get("fault") == "normal"
+                     or (proto == "1" and _size_key(r.meta) in args.at_target)}
         unseen = [c for c in classes if c not in at_target and any(r.label == c for r in tgt)]
         for S in args.seconds:
             key = f"P{proto}/S{S:g}"
@@ -1276,26 +1344,45 @@ def run_transfer(args: argparse.Namespace) -> int:
                     f1_s.append(macro_f1(y_src, predict(net, x_src, scale), K, present_only=True))
                     cm += confusion_matrix(y_tgt, pt, K)
                 rec_t = {c: r for c, r in recall(cm, classes).items() if (y_tgt == classes.index(c)).any()}
+                # the synthetic windows of each judged class against its real target recording
+                fid = {}
+                for c in unseen:
+                    k = classes.index(c)
+                    if len(fill[k]):
+                        fault = by_class[c][0].meta.get("fault")
+                        fc = characteristic_frequency(fault, target[0]) if fault in ("inner", "outer", "ball") else None
+                        fid[c] = target_fidelity(fill[k][:, 0], x_tgt[y_tgt == k][:, 0], fs, fc)
                 d = {"target_macro_f1": f1_t, "target_mean": float(np.mean(f1_t)),
                      "target_std": float(np.std(f1_t, ddof=1)) if len(f1_t) > 1 else 0.0,
                      "source_macro_f1": f1_s, "source_mean": float(np.mean(f1_s)),
                      "target_recall": rec_t, "unseen_recall_mean": float(np.mean([rec_t[c] for c in unseen])),
                      "unseen_recall_min": float(min(rec_t[c] for c in unseen)),
                      "confusions": confusions(cm, classes)[:5], "n_train": int(len(x)),
-                     "classifier_s": time.perf_counter() - t0}
+                     "classifier_s": time.perf_counter() - t0, "target_fidelity": fid}
+                if fid:
+                    d["target_lsd_mean"] = float(np.mean([f["lsd_db"] for f in fid.values()]))
+                    hits = [f["envelope_hit"] for f in fid.values() if "envelope_hit" in f]
+                    d["target_envelope_hit_mean"] = float(np.mean(hits)) if hits else None
                 res_p["variants"][v] = d
                 worst = d["confusions"][:2]
                 print(f"  {v:<14} target macro-F1 {d['target_mean']:.3f} +/- {d['target_std']:.3f}, unseen recall "
                       f"mean {d['unseen_recall_mean']:.2f} min {d['unseen_recall_min']:.2f}; source held-out "
                       f"{d['source_mean']:.3f} ({args.seeds} seeds, {d['classifier_s']:.0f} s)"
                       + (f"; most confused: {', '.join(f'{a} as {b} {r:.0%}' for a, b, r in worst)}" if worst else ""))
+                if fid:
+                    print("  " + " " * 15 + "at the target, generated vs real: " + ", ".join(
+                        f"{c} lsd {f['lsd_db']:.1f} dB (floor {f['lsd_floor_db']:.1f})"
+                        + (f", envelope {f['envelope_hit']:.2f} (real {f['envelope_hit_real']:.2f})"
+                           if "envelope_hit" in f else "") for c, f in fid.items()))
             results[key] = res_p
 
     info["loadavg_end"] = _loadavg()
     summary = {f"{k}/{v}/{m}": r["variants"][v][m] for k, r in results.items() for v in r["variants"]
-               for m in ("target_mean", "target_std", "source_mean", "unseen_recall_mean", "unseen_recall_min")}
+               for m in ("target_mean", "target_std", "source_mean", "unseen_recall_mean", "unseen_recall_min",
+                         "target_lsd_mean", "target_envelope_hit_mean") if r["variants"][v].get(m) is not None}
     result = {"benchmark": "transfer", "machine": info, "settings": _settings(args),
-              "protocol": {"classes": classes, "window": T, "source": str(src_dir), "target": str(tgt_dir),
+              "protocol": {"classes": classes, "window": T, "data": args.data, "source": str(src_dir),
+                           "target": str(tgt_dir), "source_condition": list(src_cond),
                            "target_condition": list(target), "protocols": {p: TRANSFER_PROTOCOLS[p] for p in args.protocols},
                            "test": "last 30 % of each recording at each condition, non-overlapping windows",
                            "train": "fault classes: first S seconds at each condition they are given at; normal: first 70 %",

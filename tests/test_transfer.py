@@ -125,3 +125,45 @@ def test_transfer_benchmark_smoke(tmp_path, cwru_dir):
     assert res["variants"]["real"]["n_train"] < res["variants"]["resampled"]["n_train"]
     pair = [p for p in res["condition_response"]["pairs"] if p["from"] == [1797.0, 0.0]][0]
     assert sorted(pair["classes"]) == sorted(res["at_target"])  # learned from the classes recorded at both
+
+
+def test_target_fidelity_measures_level_and_fault_rate_against_the_real_target():
+    """lsd near its floor for windows of the same recording, ~6 dB for the same windows 6 dB louder; the
+    envelope hit at the target's BPFO for the real fault and not at a wrong speed's."""
+    from vibgan.bearing import characteristic_frequency
+    from vibgan.synthetic import simulate_bearing
+
+    rec = simulate_bearing("outer", 1730, 12000.0, 6.0, seed=5, load_hp=3.0)
+    w = rec.signal[0, : 34 * 2048].reshape(34, 2048)
+    same = bench.target_fidelity(w[:17], w[17:], 12000.0, characteristic_frequency("outer", 1730))
+    assert same["lsd_db"] < 1.5 and same["lsd_floor_db"] < 1.5
+    assert same["envelope_hit"] == 1.0 and same["envelope_hit_real"] == 1.0
+    loud = bench.target_fidelity(w[:17] * 2.0, w[17:], 12000.0, None)
+    assert loud["lsd_db"] == pytest.approx(6.0, abs=1.0) and "envelope_hit" not in loud
+    # at 1500 rpm BPFO is 13 % lower (the +/- 3 % hit window, with its leakage, cannot tell 1797 from 1730 rpm)
+    wrong = bench.target_fidelity(w[:17], w[17:], 12000.0, characteristic_frequency("outer", 1500))
+    assert wrong["envelope_hit"] < 0.2
+
+
+def test_transfer_benchmark_simulated_smoke(tmp_path):
+    """The simulated protocol: ground-truth faults at a condition with a load the source lacks; healthy data at
+    both conditions go in; the middle severity is judged in protocol 1."""
+    out = tmp_path / "bench"
+    rc = bench.main(["transfer", "--data", "simulated", "--quick", "--threads", "1", "--protocols", "1", "3",
+                     "--out", str(out), "--variants", "real", "classic", "resampled-eq"])
+    assert rc == 0
+    r = json.loads((out / "transfer.json").read_text())
+    assert r["protocol"]["source_condition"] == [1797.0, 0.0] and r["protocol"]["target_condition"] == [1730.0, 3.0]
+    p1, p3 = r["results"]["P1/S0.5"], r["results"]["P3/S0.5"]
+    assert p1["judged_on"] == ["inner_1", "outer_1", "ball_1"]
+    assert "normal" in p1["at_target"] and "inner_0.6" in p1["at_target"] and "inner_1" not in p1["at_target"]
+    assert p3["at_target"] == ["normal"] and len(p3["judged_on"]) == 9
+    # the response is learned from normal alone in protocol 3; the classes with test windows include normal
+    pair = [p for p in p3["condition_response"]["pairs"] if p["from"] == [1797.0, 0.0]][0]
+    assert pair["classes"] == ["normal"]
+    assert set(p3["variants"]["real"]["target_recall"]) == set(r["protocol"]["classes"])
+    fid = p1["variants"]["classic"]["target_fidelity"]
+    assert set(fid) == {"inner_1", "outer_1", "ball_1"}
+    for f in fid.values():  # the source's own windows, judged against the target's real ones
+        assert f["lsd_db"] > 0 and f["lsd_floor_db"] > 0 and f["envelope_hit_real"] >= 0.9
+    assert p1["variants"]["real"]["target_fidelity"] == {}
