@@ -114,12 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--data", choices=["cwru", "simulated"], default="cwru",
                     help="cwru: --cwru -> --target-dir; simulated: the physics simulator (vibgan.synthetic, with its "
                          "load effect) at --sim-source and --sim-target, whose own faults there are the ground truth")
-    tr.add_argument("--sim-source", nargs=2, type=float, default=[1797.0, 0.0], metavar=("RPM", "HP"),
-                    help="simulated source condition (default 1797 rpm, 0 hp)")
+    tr.add_argument("--sim-source", nargs=2, type=float, action="append", metavar=("RPM", "HP"),
+                    help="simulated source condition, repeatable (default 1797 rpm / 0 hp; protocol 2 adds "
+                         "1750 rpm / 2 hp when only one is given)")
     tr.add_argument("--sim-target", nargs=2, type=float, default=[1730.0, 3.0], metavar=("RPM", "HP"),
                     help="simulated target condition (default 1730 rpm, 3 hp: a load CWRU's folders here do not have)")
-    tr.add_argument("--protocols", nargs="+", default=["1", "3"], choices=list(TRANSFER_PROTOCOLS),
-                    help="1: partial coverage (some classes recorded at the target); 3: one condition only")
+    tr.add_argument("--protocols", nargs="+", default=None, choices=list(TRANSFER_PROTOCOLS),
+                    help="1: partial coverage (some classes recorded at the target); 2: a new condition from several "
+                         "(simulated data only); 3: one condition only (default 1 3, simulated 1 2 3)")
     tr.add_argument("--at-target", nargs="+", default=None, metavar="SIZE",
                     help="protocol 1: fault sizes whose classes are recorded at the target too: diameters in mils "
                          "for CWRU (default 7 21), severities for simulated data (default 0.6 1.6)")
@@ -1134,6 +1136,8 @@ def run_augment(args: argparse.Namespace) -> int:
 TRANSFER_PROTOCOLS = {
     "1": "partial coverage: every class at the source condition, the --at-target classes at the target too; "
          "judged on the classes never recorded at the target",
+    "2": "new condition from several: every class at each source condition, no fault class at the target (its "
+         "healthy recordings only)",
     "3": "one condition only: every class at the source condition, no fault class at the target (its healthy "
          "recordings where there are any)",
 }
@@ -1145,7 +1149,8 @@ TRANSFER_VARIANTS = {
     "vibgan-target": "vibgan conv GAN trained on every training part, sampled at the target (rpm, load)",
     "vibgan-spread": "the same GAN sampled at speeds spread +/- 4 % around each class's recorded conditions",
     "resampled-eq": "resampled, then filtered by the condition response learned from the classes recorded at both "
-                    "conditions (vibgan.transfer.ConditionResponse); needs such classes",
+                    "conditions (vibgan.transfer.ConditionResponse: those of the class's fault type where there are "
+                    "any, else every fault, else every class); needs such classes",
     "vibgan-eq": "vibgan sampled at the target rpm and the class's recorded load, then the condition response; "
                  "needs classes recorded at both conditions",
 }
@@ -1165,11 +1170,11 @@ def _size_key(meta: dict) -> str:
     return f"{float(meta.get('severity') or 0):g}"
 
 
-def simulated_transfer_data(source: tuple[float, float], target: tuple[float, float], seed: int = 0,
+def simulated_transfer_data(sources: list[tuple[float, float]], target: tuple[float, float], seed: int = 0,
                             duration: float = SIM_DURATION_S) -> tuple[list, list]:
-    """The simulator's recordings at the source and the target condition: normal and each fault type at each of
-    SIM_SEVERITIES (labels like ``inner_1.6``), 12 kHz, drive end. The same classes at both conditions, so the
-    target's faults are ground truth for what a transfer should produce there."""
+    """The simulator's recordings at each source condition and at the target: normal and each fault type at
+    each of SIM_SEVERITIES (labels like ``inner_1.6``), 12 kHz, drive end. The same classes at every condition,
+    so the target's faults are ground truth for what a transfer should produce there."""
     from vibgan.synthetic import _derived_seed, simulate_bearing
 
     def at(rpm: float, load: float) -> list:
@@ -1184,7 +1189,7 @@ def simulated_transfer_data(source: tuple[float, float], target: tuple[float, fl
             r.meta["source"] = f"simulated:{r.label}@{rpm:g}rpm/{load:g}hp"
         return out
 
-    return at(*source), at(*target)
+    return [r for c in sources for r in at(*c)], at(*target)
 
 
 def target_fidelity(fill: np.ndarray, real: np.ndarray, fs: float, fc: float | None) -> dict[str, Any]:
@@ -1203,6 +1208,15 @@ def target_fidelity(fill: np.ndarray, real: np.ndarray, fs: float, fc: float | N
     return out
 
 
+def _part_condition(p) -> tuple[float, float]:
+    return float(p.meta["rpm"]), float(p.meta.get("load_hp") or 0)
+
+
+def _nearest_part(parts: list, target: tuple[float, float]):
+    """The training part recorded nearest the target condition (load first, then speed): the one carried there."""
+    return min(parts, key=lambda p: (abs(_part_condition(p)[1] - target[1]), abs(_part_condition(p)[0] - target[0])))
+
+
 def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[float, float], gen, T: int,
                   rng: np.random.Generator, seed: int, response=None) -> np.ndarray:
     """n synthetic windows of ``label`` for one transfer variant (see TRANSFER_VARIANTS); ``response``: the
@@ -1212,19 +1226,21 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
 
     if n <= 0:
         return np.zeros((0, parts[0].channels, T), np.float32)
-    src = (float(parts[0].meta["rpm"]), float(parts[0].meta.get("load_hp") or 0))
+
+    base = _nearest_part(parts, target)
+    src = _part_condition(base)
     if variant == "classic" or (variant in ("resampled", "resampled-eq", "vibgan-eq") and any(
             abs(float(p.meta["rpm"]) - target[0]) < 1e-6 and abs(float(p.meta.get("load_hp") or 0) - target[1]) < 1e-6
             for p in parts)):
         per = np.diff(np.linspace(0, n, len(parts) + 1).round().astype(int))
         return np.concatenate([classic_windows(p, int(k), T, rng) for p, k in zip(parts, per) if k])
     if variant == "resampled":
-        return classic_windows(speed_resample(parts[0], target[0], target[1]), n, T, rng)
+        return classic_windows(speed_resample(base, target[0], target[1]), n, T, rng)
     if variant == "resampled-eq":
-        r = speed_resample(parts[0], target[0], target[1])
-        return classic_windows(Recording(response.apply(r.signal, src, target), r.fs, r.meta), n, T, rng)
+        r = speed_resample(base, target[0], target[1])
+        return classic_windows(Recording(response.apply(r.signal, src, target, label), r.fs, r.meta), n, T, rng)
     if variant == "vibgan-eq":
-        return response.apply(gen.sample(label, n, rpm=target[0], load_hp=src[1], seed=seed), src, target)
+        return response.apply(gen.sample(label, n, rpm=target[0], load_hp=src[1], seed=seed), src, target, label)
     if variant == "vibgan-target":
         return gen.sample(label, n, rpm=target[0], load_hp=target[1], seed=seed)
     if variant == "vibgan-spread":
@@ -1257,19 +1273,30 @@ def run_transfer(args: argparse.Namespace) -> int:
     info = machine(torch.get_num_threads())
     if args.data == "simulated":
         args.at_target = args.at_target or [f"{v:g}" for v in (SIM_SEVERITIES[0], SIM_SEVERITIES[-1])]
-        src_cond, tgt_cond = tuple(args.sim_source), tuple(args.sim_target)
-        if src_cond == tgt_cond:
-            raise VibganError(f"--sim-source / --sim-target: expected two different conditions, got {src_cond} twice")
-        src, tgt = simulated_transfer_data(src_cond, tgt_cond, duration=3.0 if args.quick else SIM_DURATION_S)
+        args.protocols = args.protocols or ["1", "2", "3"]
+        sources = [tuple(map(float, c)) for c in (args.sim_source or [[1797.0, 0.0]])]
+        tgt_cond = tuple(map(float, args.sim_target))
+        if tgt_cond in sources:
+            raise VibganError(f"--sim-source / --sim-target: the target {tgt_cond} is one of the sources {sources}")
+        if "2" in args.protocols and len(sources) == 1:
+            sources.append((1750.0, 2.0) if tgt_cond != (1750.0, 2.0) else (1772.0, 1.0))
+        src_all, tgt = simulated_transfer_data(sources, tgt_cond, duration=3.0 if args.quick else SIM_DURATION_S)
         src_dir = tgt_dir = f"simulated (vibgan.synthetic, severities {list(SIM_SEVERITIES)})"
     else:
+        args.protocols = args.protocols or ["1", "3"]
+        if "2" in args.protocols:
+            raise VibganError("--protocols 2: a new condition from several needs classes recorded at two source "
+                              "conditions and a third one to judge; the CWRU folders here hold two conditions "
+                              "(use --data simulated, or measure on other loads)")
         args.at_target = args.at_target or ["7", "21"]
         src_dir, tgt_dir = _cwru_dir(args), Path(args.target_dir)
         if src_dir is None or not tgt_dir.is_dir() or not any(tgt_dir.iterdir()):
             raise VibganError(f"--cwru {args.cwru} / --target-dir {args.target_dir}: the transfer benchmark needs "
                               "recordings at both conditions (see data/README.md), or --data simulated")
-        src = load_many(src_dir, channels=["DE"], fs=12000.0)
+        src_all = load_many(src_dir, channels=["DE"], fs=12000.0)
         tgt = load_many(tgt_dir, channels=["DE"], fs=12000.0)
+    src_cond = (float(src_all[0].meta["rpm"]), float(src_all[0].meta.get("load_hp") or 0))
+    src = [r for r in src_all if (float(r.meta["rpm"]), float(r.meta.get("load_hp") or 0)) == src_cond]
     fs = src[0].fs
     classes = list(dict.fromkeys(r.label for r in src))
     if missing := sorted({r.label for r in tgt} - set(classes)):
@@ -1279,8 +1306,9 @@ def run_transfer(args: argparse.Namespace) -> int:
     if len(conds) != 1:
         raise VibganError(f"--target-dir {tgt_dir}: expected one target condition, found {sorted(conds)}")
     target = conds.pop()
-    src_cond = (float(src[0].meta["rpm"]), float(src[0].meta.get("load_hp") or 0))
     x_src, y_src, src_start = _test_windows(src, classes, T)
+    extra = [r for r in src_all if all(r is not q for q in src)]  # protocol 2's further source conditions
+    src_start.update(_test_windows(extra, classes, T)[2] if extra else {})
     x_tgt, y_tgt, tgt_start = _test_windows(tgt, classes, T)
     print(f"transfer benchmark: {K} classes, windows of {T}; source {src[0].meta['rpm']:g} rpm / "
           f"{src[0].meta.get('load_hp', 0):g} hp ({len(x_src)} test windows), target {target[0]:g} rpm / "
@@ -1298,7 +1326,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         unseen = [c for c in classes if c not in at_target and any(r.label == c for r in tgt)]
         for S in args.seconds:
             key = f"P{proto}/S{S:g}"
-            parts = [first(r, S) for r in src] + [first(r, S) for r in tgt if r.label in at_target]
+            parts = [first(r, S) for r in (src_all if proto == "2" else src)] \
+                + [first(r, S) for r in tgt if r.label in at_target]
             by_class = {c: [p for p in parts if p.label == c] for c in classes}
             real_x, real_y = _real_windows(parts, classes, T, args.hop)
             n_real = np.bincount(real_y, minlength=K)
@@ -1324,6 +1353,12 @@ def run_transfer(args: argparse.Namespace) -> int:
                 d = response.response(src_cond, target)
                 print(f"  condition response {src_cond} -> {target} from {response.support[(src_cond, target)]}: "
                       f"{d.min():+.1f} to {d.max():+.1f} dB, median |change| {np.median(np.abs(d)):.1f} dB")
+                for c in unseen:
+                    base = _part_condition(_nearest_part(by_class[c], target))
+                    if (how := response.carried_by(base, target, c)) is not None:
+                        dc = response.response(base, target, c)
+                        print(f"    {c} from {base}: carried by {how[0]} ({', '.join(how[1])}): "
+                              f"{dc.min():+.1f} to {dc.max():+.1f} dB")
             for v in args.variants:
                 if v in NEEDS_RESPONSE and not has_response:
                     print(f"  {v:<14} skipped: no class is recorded at both conditions")
@@ -1383,6 +1418,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     result = {"benchmark": "transfer", "machine": info, "settings": _settings(args),
               "protocol": {"classes": classes, "window": T, "data": args.data, "source": str(src_dir),
                            "target": str(tgt_dir), "source_condition": list(src_cond),
+                           "source_conditions": sorted({(float(r.meta["rpm"]), float(r.meta.get("load_hp") or 0))
+                                                        for r in src_all}),
                            "target_condition": list(target), "protocols": {p: TRANSFER_PROTOCOLS[p] for p in args.protocols},
                            "test": "last 30 % of each recording at each condition, non-overlapping windows",
                            "train": "fault classes: first S seconds at each condition they are given at; normal: first 70 %",

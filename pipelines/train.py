@@ -165,7 +165,8 @@ def _report(cfg, data, result, tracker):
             "steps": result.steps, "device": result.device, "data source": cfg.data.source,
             "run id": getattr(tracker, "run_id", None) or "not tracked",
             "segment length": data.length_why or f"{data.length} samples",
-            "data provenance": _provenance_line(result.out_dir, prov)}
+            "data provenance": _provenance_line(result.out_dir, prov),
+            "conditions": result.generator.coverage_lines()}
     report = fidelity_report(real, fake, data.fs, real_train=real_train, fault_freqs=fcs,
                              thresholds=cfg.validate, c2st=cfg.validate.c2st, seed=cfg.train.seed, meta=meta,
                              progress=Progress("evaluation", 1, enabled=on), envelope_band=data.envelope_band,

@@ -312,6 +312,23 @@ def test_sampling_outside_the_training_conditions_warns_once_with_how_far(tmp_pa
     assert g.outside("inner", 1500, 0.0) == "1500 rpm is 17% below 1800 rpm"
 
 
+def test_condition_coverage_names_seen_interpolated_and_extrapolated_pairs():
+    from vibgan.generator import TrainedGenerator
+
+    g = TrainedGenerator.load(FIXTURE_GENERATOR)
+    g.conditions = {"normal": [[1500.0, 0.0], [1800.0, 0.0], [1730.0, 3.0]], "inner": [[1500.0, 0.0], [1800.0, 0.0]]}
+    cov = {(c["class"], c["rpm"], c["load_hp"]): c for c in g.condition_coverage()}
+    assert len(cov) == 6 and all(cov[("normal", r, h)]["seen"] for r, h in [(1500, 0), (1800, 0), (1730, 3)])
+    assert cov[("inner", 1800.0, 0.0)]["seen"] and not cov[("inner", 1730.0, 3.0)]["seen"]
+    assert cov[("inner", 1730.0, 3.0)]["extrapolated"] == "load 3 hp was never recorded (trained at 0 hp)"
+    lines = g.coverage_lines()
+    assert lines[0] == "normal: seen at 1500 rpm / 0 hp, 1730 rpm / 3 hp, 1800 rpm / 0 hp; every condition of the data set"
+    assert lines[1] == ("inner: seen at 1500 rpm / 0 hp, 1800 rpm / 0 hp; not recorded at 1730 rpm / 3 hp "
+                        "(extrapolated: load 3 hp was never recorded (trained at 0 hp))")
+    g.conditions = {"normal": [[1500.0, 0.0], [1650.0, 0.0], [1800.0, 0.0]], "inner": [[1500.0, 0.0], [1800.0, 0.0]]}
+    assert "1650 rpm / 0 hp (interpolated)" in g.coverage_lines()[1]
+
+
 def test_a_pickle_in_place_of_the_weights_is_named_as_such(tmp_path):
     import pickle
     import shutil

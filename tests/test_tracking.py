@@ -511,6 +511,9 @@ def test_model_card_carries_the_fidelity_table(run):
     assert "| inner | 1.10 | 0.80 | inner | - / - | - / - | - | - | - |" in card
     assert run.tracker.dicts["data/provenance.json"]["train_signals_sha256"] in card
     assert f'vibgan.load_generator("models:/{NAME}@champion")' in card
+    # the simulated default: every class at both speeds, nothing extrapolated
+    assert "## Conditions: seen and extrapolated" in card
+    assert "- inner: seen at 1500 rpm / 0 hp, 1800 rpm / 0 hp; every condition of the data set" in card
 
 
 def test_refusals_of_a_server_with_access_control_say_who_was_refused_and_what_to_set(monkeypatch):

@@ -149,12 +149,17 @@ def test_transfer_benchmark_simulated_smoke(tmp_path):
     """The simulated protocol: ground-truth faults at a condition with a load the source lacks; healthy data at
     both conditions go in; the middle severity is judged in protocol 1."""
     out = tmp_path / "bench"
-    rc = bench.main(["transfer", "--data", "simulated", "--quick", "--threads", "1", "--protocols", "1", "3",
-                     "--out", str(out), "--variants", "real", "classic", "resampled-eq"])
+    rc = bench.main(["transfer", "--data", "simulated", "--quick", "--threads", "1", "--out", str(out),
+                     "--variants", "real", "classic", "resampled-eq"])
     assert rc == 0
     r = json.loads((out / "transfer.json").read_text())
     assert r["protocol"]["source_condition"] == [1797.0, 0.0] and r["protocol"]["target_condition"] == [1730.0, 3.0]
-    p1, p3 = r["results"]["P1/S0.5"], r["results"]["P3/S0.5"]
+    assert r["protocol"]["source_conditions"] == [[1750.0, 2.0], [1797.0, 0.0]]  # protocol 2 adds a second
+    p1, p2, p3 = r["results"]["P1/S0.5"], r["results"]["P2/S0.5"], r["results"]["P3/S0.5"]
+    # protocol 2: every class at both source conditions (twice protocol 3's windows), healthy only at the target
+    assert p2["at_target"] == ["normal"] and p2["judged_on"] == p3["judged_on"]
+    assert p2["n_real"]["inner_1"] == 2 * p3["n_real"]["inner_1"]
+    assert {tuple(p["from"]) for p in p2["condition_response"]["pairs"]} == {(1797.0, 0.0), (1750.0, 2.0), (1730.0, 3.0)}
     assert p1["judged_on"] == ["inner_1", "outer_1", "ball_1"]
     assert "normal" in p1["at_target"] and "inner_0.6" in p1["at_target"] and "inner_1" not in p1["at_target"]
     assert p3["at_target"] == ["normal"] and len(p3["judged_on"]) == 9
@@ -167,3 +172,58 @@ def test_transfer_benchmark_simulated_smoke(tmp_path):
     for f in fid.values():  # the source's own windows, judged against the target's real ones
         assert f["lsd_db"] > 0 and f["lsd_floor_db"] > 0 and f["envelope_hit_real"] >= 0.9
     assert p1["variants"]["real"]["target_fidelity"] == {}
+
+
+def test_condition_response_carries_a_fault_by_its_own_fault_type_first():
+    """Two inner-race classes at both conditions rise +6 dB in 2-3 kHz, the healthy class does not change: an
+    inner-race class recorded at a only is carried by the inner-race response, not by the all-class median."""
+    rng = np.random.default_rng(1)
+    a, b = {"rpm": 1797.0, "load_hp": 0.0}, {"rpm": 1730.0, "load_hp": 3.0}
+    n = int(4 * FS)
+    recs = []
+    for label, fault, gain in (("n", "normal", 1.0), ("n2", "normal", 1.0), ("n3", "normal", 1.0),
+                               ("i1", "inner", 2.0), ("i2", "inner", 2.0)):
+        recs.append(Recording(_band_noise(rng, n), FS, {"label": label, "fault": fault, **a, "source": label + "a"}))
+        recs.append(Recording(_band_noise(rng, n, gain_band=gain), FS,
+                              {"label": label, "fault": fault, **b, "source": label + "b"}))
+    recs.append(Recording(_band_noise(rng, n), FS, {"label": "i3", "fault": "inner", **a, "source": "i3a"}))
+    recs.append(Recording(_band_noise(rng, n), FS, {"label": "o1", "fault": "outer", **a, "source": "o1a"}))
+    resp = ConditionResponse.fit(recs)
+    A, B = (1797.0, 0.0), (1730.0, 3.0)
+    band = (resp.freqs > 2200) & (resp.freqs < 2800)
+    assert abs(np.median(resp.response(A, B)[band])) < 0.8  # the all-class median: three healthy, two inner
+    assert resp.carried_by(A, B, "i3") == ("inner", ["i1", "i2"])
+    assert np.median(resp.response(A, B, "i3")[band]) == pytest.approx(6.0, abs=0.8)
+    # an outer-race class has no outer-race example: the fault classes carry it; a healthy one, the healthy ones;
+    # a class the response never saw, every class
+    assert resp.carried_by(A, B, "o1") == ("faults", ["i1", "i2"])
+    assert resp.carried_by(A, B, "n") == ("normal", ["n", "n2", "n3"])
+    assert resp.carried_by(A, B, "unknown")[0] == "all"
+    back = ConditionResponse.from_dict(json.loads(json.dumps(resp.to_dict())))
+    assert back.carried_by(A, B, "i3") == ("inner", ["i1", "i2"])
+    assert np.allclose(back.response(A, B, "i3"), resp.response(A, B, "i3"))
+
+
+def test_condition_response_extrapolates_a_faults_load_trend_to_a_condition_only_healthy_data_reach():
+    """Protocol 2's case: inner-race faults at 0 and 2 hp (+6 dB in 2-3 kHz at 2 hp), healthy data at 0, 2 and
+    3 hp (no change). Carried from 2 hp to 3 hp, an inner fault gets +3 dB: the healthy change (0) plus its
+    kind's excess over the healthy change, 3 dB per hp."""
+    rng = np.random.default_rng(2)
+    A, C, B = {"rpm": 1797.0, "load_hp": 0.0}, {"rpm": 1750.0, "load_hp": 2.0}, {"rpm": 1730.0, "load_hp": 3.0}
+    n = int(4 * FS)
+    recs = [Recording(_band_noise(rng, n), FS, {"label": "n", "fault": "normal", **c, "source": f"n{k}"})
+            for k, c in enumerate((A, C, B))]
+    for label in ("i1", "i2"):
+        recs.append(Recording(_band_noise(rng, n), FS, {"label": label, "fault": "inner", **A, "source": label + "A"}))
+        recs.append(Recording(_band_noise(rng, n, gain_band=2.0), FS,
+                              {"label": label, "fault": "inner", **C, "source": label + "C"}))
+    resp = ConditionResponse.fit(recs)
+    c, b = (1750.0, 2.0), (1730.0, 3.0)
+    band = (resp.freqs > 2200) & (resp.freqs < 2800)
+    out = (resp.freqs > 300) & (resp.freqs < 1500)
+    name, by = resp.carried_by(c, b, "i1")
+    assert name == "all + inner load trend" and by == ["i1", "i2"]
+    d = resp.response(c, b, "i1")
+    assert np.median(d[band]) == pytest.approx(3.0, abs=0.8) and np.abs(d[out]).max() < 1.0
+    assert abs(np.median(resp.response(c, b)[band])) < 0.8  # without a label: the healthy change alone
+    assert resp.carried_by(c, b, "n") == ("all", ["n"])

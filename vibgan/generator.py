@@ -8,7 +8,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import safetensors.torch  # called through the module: tests inject a full disk by patching save_file
@@ -121,6 +121,35 @@ class TrainedGenerator:
         if all(abs(load_hp - x) > 1e-9 for x in loads):
             parts.append(f"load {load_hp:g} hp was never recorded (trained at {', '.join(f'{x:g}' for x in sorted(set(loads)))} hp)")
         return "; ".join(parts) or None
+
+    def condition_coverage(self) -> list[dict[str, Any]]:
+        """Every (class, condition) pair over the conditions any class was trained at: ``seen`` in training,
+        else ``extrapolated`` (how far, in words, as ``outside`` says) or, inside a class's speed range at a
+        load it was recorded at, interpolated (``extrapolated`` None)."""
+        conds = sorted({(float(c[0]), float(c[1])) for cs in self.conditions.values() for c in cs})
+        out = []
+        for label in self.classes:
+            seen = {(float(c[0]), float(c[1])) for c in self.conditions.get(label) or []}
+            for rpm, load in conds:
+                out.append({"class": label, "rpm": rpm, "load_hp": load, "seen": (rpm, load) in seen,
+                            "extrapolated": None if (rpm, load) in seen else self.outside(label, rpm, load)})
+        return out
+
+    def coverage_lines(self) -> list[str]:
+        """One line per class: the conditions it was trained at and those of the data set it was not, and how
+        far each of those lies outside its own (for the model card and the report)."""
+        by: dict[str, list[dict[str, Any]]] = {}
+        for c in self.condition_coverage():
+            by.setdefault(c["class"], []).append(c)
+        lines = []
+        for label, cs in by.items():
+            seen = ", ".join(f"{c['rpm']:g} rpm / {c['load_hp']:g} hp" for c in cs if c["seen"])
+            other = [f"{c['rpm']:g} rpm / {c['load_hp']:g} hp ("
+                     + (f"extrapolated: {c['extrapolated']}" if c["extrapolated"] else "interpolated") + ")"
+                     for c in cs if not c["seen"]]
+            lines.append(f"{label}: seen at {seen or 'no recorded condition'}"
+                         + (f"; not recorded at {'; '.join(other)}" if other else "; every condition of the data set"))
+        return lines
 
     def _warn_outside(self, label: str, rpm: float, load_hp: float) -> None:
         """Warn once per (class, condition) when sampling outside the training conditions: extrapolation."""

@@ -48,6 +48,11 @@ def model_card(result, cfg, report=None, provenance: dict[str, Any] | None = Non
              f"{result.steps} steps on {result.device} in {result.wall_s:.0f} s; seed {cfg.train.seed}",
              f"- training conditions (rpm, load hp) per class: {json.dumps(g.conditions)}",
              f"- vibgan {g.meta.get('vibgan_version', '?')}" + (f"; MLflow run {run_id}" if run_id else ""), "",
+             "## Conditions: seen and extrapolated",
+             "Each class at the conditions (rpm, load) of the training data. Sampling a class where it was not "
+             "recorded is extrapolation (the generator warns); judge such output against real recordings there "
+             "where they exist, else by the physics checks (envelope peak at that speed's fault frequency).",
+             *[f"- {line}" for line in g.coverage_lines()], "",
              "## Data provenance"]
     if provenance:
         lines += [f"- source: {provenance.get('source')}" + (f" ({provenance['path']})" if provenance.get('path') else ""),

@@ -388,7 +388,9 @@ def report_html(report: FidelityReport, plots: Mapping[str, str | Path] | Sequen
         f"<figcaption>{e(_PLOT_CAPTIONS.get(name, name))}</figcaption></figure>"
         for name, p in plots.items() if Path(p).is_file())
     meta = "".join(f"<li><b>{e(str(k))}</b>: {e(json.dumps(v, default=str) if not isinstance(v, str) else v)}</li>"
-                   for k, v in report.meta.items())
+                   for k, v in report.meta.items() if k != "conditions")
+    cond = report.meta.get("conditions")
+    cond = "".join(f"<li>{e(str(line))}</li>" for line in cond) if isinstance(cond, list) else ""
     color = "#2a7a2a" if report.passed else "#b22"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
@@ -417,6 +419,7 @@ red cells fail, grey cells are not judged.</p>
 <th>spread ratio (limits)</th><th>C2ST accuracy / real floor</th><th>MMD p</th><th>result</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 <p>{e(_c2st_sentence(report))}</p>
+{f"<h2>Conditions: seen and extrapolated</h2><p>Each class at the (rpm, load) conditions of the training data; the segments above are judged at the conditions each class was recorded at.</p><ul>{cond}</ul>" if cond else ""}
 <h2>What the numbers mean</h2><dl>{expl}</dl>
 <h2>Plots</h2>{figs or "<p>No plots.</p>"}
 <h2>Provenance</h2><ul>{meta or "<li>none recorded</li>"}</ul>
