@@ -167,12 +167,15 @@ def _fractions(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     import numpy as np
 
     from vibgan import validate
     from vibgan.cwru import label_sort_key
     from vibgan.errors import DataError
     from vibgan.exchange import read_generated
+    from vibgan.generator import ExtrapolationWarning
     from vibgan.report import write_report
 
     meta: dict = {"real": f"the recordings {args.config} trains on" if args.config else str(args.real)}
@@ -230,9 +233,12 @@ def run(args: argparse.Namespace) -> int:
                 raise DataError(f"{args.model}: the generator does not know class {lab!r}; it knows "
                                 f"{gen_model.classes} (pick --classes)")
             rec = next(r for r in recs if r.label == lab)
-            fake[lab] = np.asarray(gen_model.sample(lab, args.n, rpm=rec.meta.get("rpm"),
-                                                    load_hp=rec.meta.get("load_hp"), seed=args.seed + i,
-                                                    length=length), dtype=np.float32)
+            rpm, load = rec.meta.get("rpm"), rec.meta.get("load_hp")
+            with warnings.catch_warnings():  # said in the report's conditions section instead
+                warnings.simplefilter("ignore", ExtrapolationWarning)
+                fake[lab] = np.asarray(gen_model.sample(lab, args.n, rpm=rpm, load_hp=load, seed=args.seed + i,
+                                                        length=length), dtype=np.float32)
+            meta.setdefault("conditions", []).append(_judged_at(gen_model, lab, rpm, load, rec.source))
     else:
         fake = {c: real_train[c] for c in sorted(real_train, key=label_sort_key)}
     fcs = validate.fault_frequencies(recs, args.geometry)
@@ -251,6 +257,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"scored {sum(len(v) for v in fake.values())} segments in {elapsed:.1f} s; report: "
           f"{(Path(out) / 'report.html').resolve()}")
     return 1 if args.strict and not report.passed else 0
+
+
+def _judged_at(gen, label: str, rpm, load, source: str) -> str:
+    """What one class was generated at and judged against, and whether the generator saw that condition."""
+    if rpm is None:
+        return f"{label}: generated at the generator's own conditions and judged against {source} (it records no speed)"
+    rpm, load = float(rpm), float(load or 0.0)
+    how = gen.outside(label, rpm, load)
+    seen = [tuple(map(float, c)) for c in gen.conditions.get(label) or []]
+    where = ("a condition it was trained at" if (rpm, load) in seen else
+             f"extrapolated: {how}" if how else "between the speeds it was trained at (interpolated)")
+    return (f"{label}: generated at {rpm:g} rpm / {load:g} hp and judged against the real recording there "
+            f"({source}); for this class that is {where}")
 
 
 def _envelope_band(args: argparse.Namespace, gen_model, meta: dict):

@@ -314,3 +314,28 @@ def test_cli_real_vs_real_and_bad_model(cwru_dir, tmp_path, capsys):
     rc = cli.main(["--real", str(cwru_dir), "--model", str(tmp_path / "no-such-model"), "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and err.count("\n") == 1
+
+
+def test_cli_model_report_says_each_class_was_judged_at_which_condition_and_if_it_was_extrapolated(tmp_path):
+    """A generator trained at 1800 rpm / 0 hp, judged against normal there and inner at 1500 rpm / 2 hp: the
+    report says which class was judged where, seen or extrapolated and how far (issue 20)."""
+    import validate as cli  # pipelines/validate.py
+
+    from vibgan.synthetic import simulate_bearing
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "pre_split" / "generator"
+    real = tmp_path / "real"
+    real.mkdir()
+    for fault, rpm, load in (("normal", 1800.0, 0.0), ("inner", 1500.0, 2.0)):
+        r = simulate_bearing(fault, rpm, 12000.0, 1.0, seed=1, load_hp=load)
+        np.savez(real / f"{fault}.npz", signal=r.signal, fs=12000.0, label=fault, rpm=rpm, load_hp=load, units="g",
+                 channels=["DE"])
+    rc = cli.main(["--real", str(real), "--model", str(fixture), "--n", "8", "--length", "1024", "--no-c2st",
+                   "--no-plots", "--out", str(tmp_path / "val")])
+    assert rc == 0
+    lines = json.loads((tmp_path / "val" / "report.json").read_text())["meta"]["conditions"]
+    assert lines[0].startswith("normal: generated at 1800 rpm / 0 hp") and lines[0].endswith("a condition it was trained at")
+    assert lines[1].startswith("inner: generated at 1500 rpm / 2 hp") and (
+        "extrapolated: 1500 rpm is 17% below 1800 rpm; load 2 hp was never recorded (trained at 0 hp)" in lines[1])
+    html = (tmp_path / "val" / "report.html").read_text()
+    assert "Conditions: seen and extrapolated" in html and "load 2 hp was never recorded" in html

@@ -419,7 +419,7 @@ red cells fail, grey cells are not judged.</p>
 <th>spread ratio (limits)</th><th>C2ST accuracy / real floor</th><th>MMD p</th><th>result</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 <p>{e(_c2st_sentence(report))}</p>
-{f"<h2>Conditions: seen and extrapolated</h2><p>Each class at the (rpm, load) conditions of the training data; the segments above are judged at the conditions each class was recorded at.</p><ul>{cond}</ul>" if cond else ""}
+{f"<h2>Conditions: seen and extrapolated</h2><p>The operating conditions (rpm, load) behind this report: where each class was trained, and where it was generated and judged. Output at a condition a class was never trained at is extrapolated; it is judged here only where real recordings exist there.</p><ul>{cond}</ul>" if cond else ""}
 <h2>What the numbers mean</h2><dl>{expl}</dl>
 <h2>Plots</h2>{figs or "<p>No plots.</p>"}
 <h2>Provenance</h2><ul>{meta or "<li>none recorded</li>"}</ul>
