@@ -128,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--seeds", type=int, default=5, help="classifier seeds (default 5)")
     tr.add_argument("--seconds", type=float, nargs="+", default=[0.5], help="seconds S of each fault recording per condition")
     tr.add_argument("--gan-steps", type=int, default=1500, help="steps of vibgan's conv GAN (default 1500)")
+    tr.add_argument("--cycle-steps", type=int, default=1000, help="steps of the CycleGAN baseline (default 1000)")
     tr.add_argument("--epochs", type=int, default=15, help="classifier epochs (default 15)")
     tr.add_argument("--per-class", type=int, default=300, help="training windows per class after augmentation (default 300)")
     tr.add_argument("--hop", type=int, default=64, help="hop between real training windows (default 64)")
@@ -1153,9 +1154,12 @@ TRANSFER_VARIANTS = {
                     "any, else every fault, else every class); needs such classes",
     "vibgan-eq": "vibgan sampled at the target rpm and the class's recorded load, then the condition response; "
                  "needs classes recorded at both conditions",
+    "cyclegan": "classes without a target recording: their source part translated by a CycleGAN "
+                "(vibgan.cycle.CycleTranslator) learned on unpaired windows of the classes recorded at both "
+                "conditions, then classic; the others classic",
 }
-#: variants that need a condition response (classes recorded at the source and the target)
-NEEDS_RESPONSE = {"resampled-eq", "vibgan-eq"}
+#: variants that need classes recorded at the source and the target
+NEEDS_RESPONSE = {"resampled-eq", "vibgan-eq", "cyclegan"}
 
 
 #: simulated transfer data: fault severities per fault type (the middle one is judged in protocol 1), seconds
@@ -1218,9 +1222,10 @@ def _nearest_part(parts: list, target: tuple[float, float]):
 
 
 def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[float, float], gen, T: int,
-                  rng: np.random.Generator, seed: int, response=None) -> np.ndarray:
+                  rng: np.random.Generator, seed: int, response=None, translators=None) -> np.ndarray:
     """n synthetic windows of ``label`` for one transfer variant (see TRANSFER_VARIANTS); ``response``: the
-    ConditionResponse of the *-eq variants."""
+    ConditionResponse of the *-eq variants; ``translators``: recorded condition -> CycleTranslator to the target."""
+    from vibgan.errors import VibganError
     from vibgan.recordings import Recording
     from vibgan.transfer import condition_grid, speed_resample
 
@@ -1229,7 +1234,7 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
 
     base = _nearest_part(parts, target)
     src = _part_condition(base)
-    if variant == "classic" or (variant in ("resampled", "resampled-eq", "vibgan-eq") and any(
+    if variant == "classic" or (variant in ("resampled", "resampled-eq", "vibgan-eq", "cyclegan") and any(
             abs(float(p.meta["rpm"]) - target[0]) < 1e-6 and abs(float(p.meta.get("load_hp") or 0) - target[1]) < 1e-6
             for p in parts)):
         per = np.diff(np.linspace(0, n, len(parts) + 1).round().astype(int))
@@ -1239,6 +1244,12 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
     if variant == "resampled-eq":
         r = speed_resample(base, target[0], target[1])
         return classic_windows(Recording(response.apply(r.signal, src, target, label), r.fs, r.meta), n, T, rng)
+    if variant == "cyclegan":
+        if src not in (translators or {}):
+            raise VibganError(f"cyclegan: no class of {label}'s recorded condition {src} is recorded at the target "
+                              f"{target}: nothing to learn the translation from")
+        moved = translators[src].translate(base.signal[None])[0]
+        return classic_windows(Recording(moved, base.fs, dict(base.meta, rpm=target[0], load_hp=target[1])), n, T, rng)
     if variant == "vibgan-eq":
         return response.apply(gen.sample(label, n, rpm=target[0], load_hp=src[1], seed=seed), src, target, label)
     if variant == "vibgan-target":
@@ -1249,6 +1260,32 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
         return np.concatenate([gen.sample(label, int(k), rpm=r, load_hp=load, seed=seed + i)
                                for i, ((r, load), k) in enumerate(zip(grid, per)) if k])
     raise ValueError(variant)
+
+
+def fit_translators(parts: list, unseen: list[str], by_class: dict, target: tuple[float, float], T: int,
+                    args: argparse.Namespace) -> tuple[dict, float]:
+    """One CycleTranslator per recorded condition the unseen classes are carried from, each learned on the
+    windows of the classes recorded at that condition and at the target (unpaired); and the seconds it took."""
+    from vibgan.cycle import CycleTranslator
+    from vibgan.windows import windows
+
+    def cond_is(p, c) -> bool:
+        return all(abs(a - b) < 1e-6 for a, b in zip(_part_condition(p), c))
+
+    out, t0 = {}, time.perf_counter()
+    for base in sorted({_part_condition(_nearest_part(by_class[c], target)) for c in unseen}):
+        both = sorted({p.label for p in parts if cond_is(p, base)} & {p.label for p in parts if cond_is(p, target)})
+        if not both:
+            continue
+        src = np.concatenate([np.asarray(windows(p, T, args.hop), np.float32) for p in parts
+                              if p.label in both and cond_is(p, base)])
+        tgt = np.concatenate([np.asarray(windows(p, T, args.hop), np.float32) for p in parts
+                              if p.label in both and cond_is(p, target)])
+        ct = CycleTranslator(src.shape[1]).fit(src, tgt, steps=args.cycle_steps, seed=0)
+        out[base] = ct
+        print(f"  cyclegan {base} -> {target}: {args.cycle_steps} steps on {len(src)} / {len(tgt)} windows of "
+              f"{both} in {ct.train_s:.0f} s; cycle loss {np.mean(ct.history['cycle'][-50:]):.3f}")
+    return out, time.perf_counter() - t0
 
 
 def run_transfer(args: argparse.Namespace) -> int:
@@ -1265,7 +1302,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from vibgan.transfer import ConditionResponse
 
     if args.quick:
-        args.seeds, args.seconds, args.gan_steps = 1, args.seconds[:1], 2
+        args.seeds, args.seconds, args.gan_steps, args.cycle_steps = 1, args.seconds[:1], 2, 2
         args.epochs, args.per_class, args.hop = 2, 24, 512
         args.gan_set = [*QUICK_CONV, "model.variety=false", *args.gan_set]
     torch.set_num_threads(max(1, args.threads))
@@ -1359,6 +1396,10 @@ def run_transfer(args: argparse.Namespace) -> int:
                         dc = response.response(base, target, c)
                         print(f"    {c} from {base}: carried by {how[0]} ({', '.join(how[1])}): "
                               f"{dc.min():+.1f} to {dc.max():+.1f} dB")
+            translators, cycle_s = {}, None
+            if "cyclegan" in args.variants and has_response:
+                translators, cycle_s = fit_translators(parts, unseen, by_class, target, T, args)
+                res_p["cyclegan_train_s"] = cycle_s
             for v in args.variants:
                 if v in NEEDS_RESPONSE and not has_response:
                     print(f"  {v:<14} skipped: no class is recorded at both conditions")
@@ -1367,7 +1408,8 @@ def run_transfer(args: argparse.Namespace) -> int:
                 with warnings.catch_warnings():  # sampling outside the trained conditions is the point here
                     warnings.simplefilter("ignore")
                     fill = [transfer_fill(v, c, int(n_add[k]) if v != "real" else 0, by_class[c], target, gen, T,
-                                          rng, seed=100 + 17 * k, response=response) for k, c in enumerate(classes)]
+                                          rng, seed=100 + 17 * k, response=response, translators=translators)
+                            for k, c in enumerate(classes)]
                 x = np.concatenate([real_x, *fill])
                 y = np.concatenate([real_y, *[np.full(len(f), k) for k, f in enumerate(fill)]])
                 f1_t, f1_s, cm, t0 = [], [], np.zeros((K, K), np.int64), time.perf_counter()

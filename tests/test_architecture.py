@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "calibrate": {"datasets", "generator", "losses", "progress"},
     "classify": {"errors", "spectral"},
     "transfer": {"errors", "recordings", "spectral"},
+    "cycle": {"errors"},
     "validate": {"errors", "bearing", "classify", "config", "progress", "spectral", "windows"},
     "report": {"errors", "progress", "spectral", "validate"},
     "provenance": {"vibgan", "config", "device", "files"},
@@ -52,7 +53,8 @@ ALLOWED: dict[str, set[str]] = {
 #: the only modules that may import mlflow
 MLFLOW = {"tracking", "registry", "serving"}
 #: signal maths and metrics: they never import the training side
-MATHS = {"spectral", "losses", "bearing", "windows", "normalize", "validate", "classify", "synthetic", "transfer"}
+MATHS = {"spectral", "losses", "bearing", "windows", "normalize", "validate", "classify", "synthetic", "transfer",
+         "cycle"}
 TRAINING = {"train", "calibrate", "checkpoints", "datasets", "tracking", "registry", "serving", "provenance"}
 MAX_LINES = 800
 
