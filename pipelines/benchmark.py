@@ -1149,6 +1149,9 @@ TRANSFER_VARIANTS = {
                  "(vibgan.transfer.speed_resample), then classic; the others classic",
     "vibgan-target": "vibgan conv GAN trained on every training part, sampled at the target (rpm, load)",
     "vibgan-spread": "the same GAN sampled at speeds spread +/- 4 % around each class's recorded conditions",
+    "source-eq": "classes without a target recording: their source part as recorded (no speed change: the "
+                 "resonances stay, the fault lines keep the source rate), filtered by the condition response, then "
+                 "classic; needs classes recorded at both conditions",
     "resampled-eq": "resampled, then filtered by the condition response learned from the classes recorded at both "
                     "conditions (vibgan.transfer.ConditionResponse: those of the class's fault type where there are "
                     "any, else every fault, else every class); needs such classes",
@@ -1159,7 +1162,7 @@ TRANSFER_VARIANTS = {
                 "conditions, then classic; the others classic",
 }
 #: variants that need classes recorded at the source and the target
-NEEDS_RESPONSE = {"resampled-eq", "vibgan-eq", "cyclegan"}
+NEEDS_RESPONSE = {"source-eq", "resampled-eq", "vibgan-eq", "cyclegan"}
 
 
 #: simulated transfer data: fault severities per fault type (the middle one is judged in protocol 1), seconds
@@ -1234,13 +1237,16 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
 
     base = _nearest_part(parts, target)
     src = _part_condition(base)
-    if variant == "classic" or (variant in ("resampled", "resampled-eq", "vibgan-eq", "cyclegan") and any(
+    if variant == "classic" or (variant in ("resampled", "source-eq", "resampled-eq", "vibgan-eq", "cyclegan") and any(
             abs(float(p.meta["rpm"]) - target[0]) < 1e-6 and abs(float(p.meta.get("load_hp") or 0) - target[1]) < 1e-6
             for p in parts)):
         per = np.diff(np.linspace(0, n, len(parts) + 1).round().astype(int))
         return np.concatenate([classic_windows(p, int(k), T, rng) for p, k in zip(parts, per) if k])
     if variant == "resampled":
         return classic_windows(speed_resample(base, target[0], target[1]), n, T, rng)
+    if variant == "source-eq":
+        moved = response.apply(base.signal, src, target, label)
+        return classic_windows(Recording(moved, base.fs, dict(base.meta, rpm=target[0], load_hp=target[1])), n, T, rng)
     if variant == "resampled-eq":
         r = speed_resample(base, target[0], target[1])
         return classic_windows(Recording(response.apply(r.signal, src, target, label), r.fs, r.meta), n, T, rng)

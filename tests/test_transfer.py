@@ -150,7 +150,7 @@ def test_transfer_benchmark_simulated_smoke(tmp_path):
     both conditions go in; the middle severity is judged in protocol 1."""
     out = tmp_path / "bench"
     rc = bench.main(["transfer", "--data", "simulated", "--quick", "--threads", "1", "--out", str(out),
-                     "--variants", "real", "classic", "resampled-eq", "cyclegan"])
+                     "--variants", "real", "classic", "source-eq", "resampled-eq", "cyclegan"])
     assert rc == 0
     r = json.loads((out / "transfer.json").read_text())
     assert r["protocol"]["source_condition"] == [1797.0, 0.0] and r["protocol"]["target_condition"] == [1730.0, 3.0]
