@@ -1157,6 +1157,8 @@ TRANSFER_VARIANTS = {
                     "any, else every fault, else every class); needs such classes",
     "vibgan-eq": "vibgan sampled at the target rpm and the class's recorded load, then the condition response; "
                  "needs classes recorded at both conditions",
+    "recorded": "the ceiling, not a method: classes without a target recording get their own first S seconds at "
+                "the target (which the other variants never see), then classic: what recording them there gives",
     "cyclegan": "classes without a target recording: their source part translated by a CycleGAN "
                 "(vibgan.cycle.CycleTranslator) learned on unpaired windows of the classes recorded at both "
                 "conditions, then classic; the others classic",
@@ -1225,9 +1227,10 @@ def _nearest_part(parts: list, target: tuple[float, float]):
 
 
 def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[float, float], gen, T: int,
-                  rng: np.random.Generator, seed: int, response=None, translators=None) -> np.ndarray:
+                  rng: np.random.Generator, seed: int, response=None, translators=None, recorded=None) -> np.ndarray:
     """n synthetic windows of ``label`` for one transfer variant (see TRANSFER_VARIANTS); ``response``: the
-    ConditionResponse of the *-eq variants; ``translators``: recorded condition -> CycleTranslator to the target."""
+    ConditionResponse of the *-eq variants; ``translators``: recorded condition -> CycleTranslator to the target;
+    ``recorded``: label -> its training part at the target (the ``recorded`` ceiling)."""
     from vibgan.errors import VibganError
     from vibgan.recordings import Recording
     from vibgan.transfer import condition_grid, speed_resample
@@ -1237,7 +1240,9 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
 
     base = _nearest_part(parts, target)
     src = _part_condition(base)
-    if variant == "classic" or (variant in ("resampled", "source-eq", "resampled-eq", "vibgan-eq", "cyclegan") and any(
+    if variant == "recorded" and (recorded or {}).get(label) is not None:
+        return classic_windows(recorded[label], n, T, rng)
+    if variant in ("classic", "recorded") or (variant in ("resampled", "source-eq", "resampled-eq", "vibgan-eq", "cyclegan") and any(
             abs(float(p.meta["rpm"]) - target[0]) < 1e-6 and abs(float(p.meta.get("load_hp") or 0) - target[1]) < 1e-6
             for p in parts)):
         per = np.diff(np.linspace(0, n, len(parts) + 1).round().astype(int))
@@ -1402,6 +1407,7 @@ def run_transfer(args: argparse.Namespace) -> int:
                         dc = response.response(base, target, c)
                         print(f"    {c} from {base}: carried by {how[0]} ({', '.join(how[1])}): "
                               f"{dc.min():+.1f} to {dc.max():+.1f} dB")
+            ceiling = {r.label: first(r, S) for r in tgt if r.label in unseen} if "recorded" in args.variants else {}
             translators, cycle_s = {}, None
             if "cyclegan" in args.variants and has_response:
                 translators, cycle_s = fit_translators(parts, unseen, by_class, target, T, args)
@@ -1414,8 +1420,8 @@ def run_transfer(args: argparse.Namespace) -> int:
                 with warnings.catch_warnings():  # sampling outside the trained conditions is the point here
                     warnings.simplefilter("ignore")
                     fill = [transfer_fill(v, c, int(n_add[k]) if v != "real" else 0, by_class[c], target, gen, T,
-                                          rng, seed=100 + 17 * k, response=response, translators=translators)
-                            for k, c in enumerate(classes)]
+                                          rng, seed=100 + 17 * k, response=response, translators=translators,
+                                          recorded=ceiling) for k, c in enumerate(classes)]
                 x = np.concatenate([real_x, *fill])
                 y = np.concatenate([real_y, *[np.full(len(f), k) for k, f in enumerate(fill)]])
                 f1_t, f1_s, cm, t0 = [], [], np.zeros((K, K), np.int64), time.perf_counter()

@@ -150,7 +150,7 @@ def test_transfer_benchmark_simulated_smoke(tmp_path):
     both conditions go in; the middle severity is judged in protocol 1."""
     out = tmp_path / "bench"
     rc = bench.main(["transfer", "--data", "simulated", "--quick", "--threads", "1", "--out", str(out),
-                     "--variants", "real", "classic", "source-eq", "resampled-eq", "cyclegan"])
+                     "--variants", "real", "classic", "recorded", "source-eq", "resampled-eq", "cyclegan"])
     assert rc == 0
     r = json.loads((out / "transfer.json").read_text())
     assert r["protocol"]["source_condition"] == [1797.0, 0.0] and r["protocol"]["target_condition"] == [1730.0, 3.0]
@@ -172,6 +172,9 @@ def test_transfer_benchmark_simulated_smoke(tmp_path):
     for f in fid.values():  # the source's own windows, judged against the target's real ones
         assert f["lsd_db"] > 0 and f["lsd_floor_db"] > 0 and f["envelope_hit_real"] >= 0.9
     assert p1["variants"]["real"]["target_fidelity"] == {}
+    # the ceiling fills the judged classes from their own target recording: nearer the target than the source
+    ceiling = p1["variants"]["recorded"]["target_fidelity"]
+    assert all(ceiling[c]["lsd_db"] < fid[c]["lsd_db"] for c in fid), (ceiling, fid)
     # the CycleGAN baseline is learned once per protocol and fills the judged classes
     assert p1["cyclegan_train_s"] > 0 and set(p1["variants"]["cyclegan"]["target_fidelity"]) == set(p1["judged_on"])
 
