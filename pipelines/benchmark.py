@@ -1218,7 +1218,12 @@ def target_fidelity(fill: np.ndarray, real: np.ndarray, fs: float, fc: float | N
 
 
 def _part_condition(p) -> tuple[float, float]:
+    """The (rpm, load_hp) a recording or training part was made at."""
     return float(p.meta["rpm"]), float(p.meta.get("load_hp") or 0)
+
+
+def _recorded_at(p, cond: tuple[float, float]) -> bool:
+    return all(abs(a - b) < 1e-6 for a, b in zip(_part_condition(p), cond))
 
 
 def _nearest_part(parts: list, target: tuple[float, float]):
@@ -1242,9 +1247,9 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
     src = _part_condition(base)
     if variant == "recorded" and (recorded or {}).get(label) is not None:
         return classic_windows(recorded[label], n, T, rng)
-    if variant in ("classic", "recorded") or (variant in ("resampled", "source-eq", "resampled-eq", "vibgan-eq", "cyclegan") and any(
-            abs(float(p.meta["rpm"]) - target[0]) < 1e-6 and abs(float(p.meta.get("load_hp") or 0) - target[1]) < 1e-6
-            for p in parts)):
+    if variant in ("classic", "recorded") or (
+            variant in ("resampled", "source-eq", "resampled-eq", "vibgan-eq", "cyclegan")
+            and any(_recorded_at(p, target) for p in parts)):
         per = np.diff(np.linspace(0, n, len(parts) + 1).round().astype(int))
         return np.concatenate([classic_windows(p, int(k), T, rng) for p, k in zip(parts, per) if k])
     if variant == "resampled":
@@ -1266,7 +1271,7 @@ def transfer_fill(variant: str, label: str, n: int, parts: list, target: tuple[f
     if variant == "vibgan-target":
         return gen.sample(label, n, rpm=target[0], load_hp=target[1], seed=seed)
     if variant == "vibgan-spread":
-        grid = condition_grid([(float(p.meta["rpm"]), float(p.meta.get("load_hp") or 0)) for p in parts], 8)
+        grid = condition_grid([_part_condition(p) for p in parts], 8)
         per = np.diff(np.linspace(0, n, len(grid) + 1).round().astype(int))
         return np.concatenate([gen.sample(label, int(k), rpm=r, load_hp=load, seed=seed + i)
                                for i, ((r, load), k) in enumerate(zip(grid, per)) if k])
@@ -1280,18 +1285,16 @@ def fit_translators(parts: list, unseen: list[str], by_class: dict, target: tupl
     from vibgan.cycle import CycleTranslator
     from vibgan.windows import windows
 
-    def cond_is(p, c) -> bool:
-        return all(abs(a - b) < 1e-6 for a, b in zip(_part_condition(p), c))
-
     out, t0 = {}, time.perf_counter()
     for base in sorted({_part_condition(_nearest_part(by_class[c], target)) for c in unseen}):
-        both = sorted({p.label for p in parts if cond_is(p, base)} & {p.label for p in parts if cond_is(p, target)})
+        both = sorted({p.label for p in parts if _recorded_at(p, base)}
+                      & {p.label for p in parts if _recorded_at(p, target)})
         if not both:
             continue
         src = np.concatenate([np.asarray(windows(p, T, args.hop), np.float32) for p in parts
-                              if p.label in both and cond_is(p, base)])
+                              if p.label in both and _recorded_at(p, base)])
         tgt = np.concatenate([np.asarray(windows(p, T, args.hop), np.float32) for p in parts
-                              if p.label in both and cond_is(p, target)])
+                              if p.label in both and _recorded_at(p, target)])
         ct = CycleTranslator(src.shape[1]).fit(src, tgt, steps=args.cycle_steps, seed=0)
         out[base] = ct
         print(f"  cyclegan {base} -> {target}: {args.cycle_steps} steps on {len(src)} / {len(tgt)} windows of "
@@ -1343,14 +1346,14 @@ def run_transfer(args: argparse.Namespace) -> int:
                               "recordings at both conditions (see data/README.md), or --data simulated")
         src_all = load_many(src_dir, channels=["DE"], fs=12000.0)
         tgt = load_many(tgt_dir, channels=["DE"], fs=12000.0)
-    src_cond = (float(src_all[0].meta["rpm"]), float(src_all[0].meta.get("load_hp") or 0))
-    src = [r for r in src_all if (float(r.meta["rpm"]), float(r.meta.get("load_hp") or 0)) == src_cond]
+    src_cond = _part_condition(src_all[0])
+    src = [r for r in src_all if _part_condition(r) == src_cond]
     fs = src[0].fs
     classes = list(dict.fromkeys(r.label for r in src))
     if missing := sorted({r.label for r in tgt} - set(classes)):
         raise VibganError(f"--target-dir {tgt_dir}: classes {missing} have no recording at the source condition")
     K = len(classes)
-    conds = {(float(r.meta["rpm"]), float(r.meta.get("load_hp") or 0)) for r in tgt}
+    conds = {_part_condition(r) for r in tgt}
     if len(conds) != 1:
         raise VibganError(f"--target-dir {tgt_dir}: expected one target condition, found {sorted(conds)}")
     target = conds.pop()
@@ -1472,8 +1475,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     result = {"benchmark": "transfer", "machine": info, "settings": _settings(args),
               "protocol": {"classes": classes, "window": T, "data": args.data, "source": str(src_dir),
                            "target": str(tgt_dir), "source_condition": list(src_cond),
-                           "source_conditions": sorted({(float(r.meta["rpm"]), float(r.meta.get("load_hp") or 0))
-                                                        for r in src_all}),
+                           "source_conditions": sorted({_part_condition(r) for r in src_all}),
                            "target_condition": list(target), "protocols": {p: TRANSFER_PROTOCOLS[p] for p in args.protocols},
                            "test": "last 30 % of each recording at each condition, non-overlapping windows",
                            "train": "fault classes: first S seconds at each condition they are given at; normal: first 70 %",

@@ -265,8 +265,7 @@ def _judged_at(gen, label: str, rpm, load, source: str) -> str:
         return f"{label}: generated at the generator's own conditions and judged against {source} (it records no speed)"
     rpm, load = float(rpm), float(load or 0.0)
     how = gen.outside(label, rpm, load)
-    seen = [tuple(map(float, c)) for c in gen.conditions.get(label) or []]
-    where = ("a condition it was trained at" if (rpm, load) in seen else
+    where = ("a condition it was trained at" if gen.trained_at(label, rpm, load) else
              f"extrapolated: {how}" if how else "between the speeds it was trained at (interpolated)")
     return (f"{label}: generated at {rpm:g} rpm / {load:g} hp and judged against the real recording there "
             f"({source}); for this class that is {where}")

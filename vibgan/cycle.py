@@ -3,7 +3,7 @@ Zhu et al. 2017, in 1D): the condition-transfer baseline of ``pipelines/benchmar
 
 Two translators, G: source -> target and F: target -> source, and a critic per condition are trained on
 *unpaired* windows of the classes recorded at both conditions: least-squares adversarial losses, a cycle
-loss (F(G(x)) = x, G(F(y)) = y, L1) and an identity loss (G(y) = y, L1) that keeps what need not change.
+loss (F(G(x)) = x, G(F(y)) = y, L1) and an optional identity loss (G(y) = y, L1; off by default, see ``fit``).
 Each translator is residual and starts as the identity (its last layer is zero), so an untrained or
 undertrained one leaves the signal as recorded. ``translate`` then carries windows, or whole recordings
 (the networks are convolutional and take any length), of the classes recorded at the source only.

@@ -129,11 +129,15 @@ class TrainedGenerator:
         conds = sorted({(float(c[0]), float(c[1])) for cs in self.conditions.values() for c in cs})
         out = []
         for label in self.classes:
-            seen = {(float(c[0]), float(c[1])) for c in self.conditions.get(label) or []}
             for rpm, load in conds:
-                out.append({"class": label, "rpm": rpm, "load_hp": load, "seen": (rpm, load) in seen,
-                            "extrapolated": None if (rpm, load) in seen else self.outside(label, rpm, load)})
+                seen = self.trained_at(label, rpm, load)
+                out.append({"class": label, "rpm": rpm, "load_hp": load, "seen": seen,
+                            "extrapolated": None if seen else self.outside(label, rpm, load)})
         return out
+
+    def trained_at(self, label: str, rpm: float, load_hp: float) -> bool:
+        """Whether ``label`` was trained at exactly (rpm, load_hp)."""
+        return (float(rpm), float(load_hp)) in {(float(c[0]), float(c[1])) for c in self.conditions.get(label) or []}
 
     def coverage_lines(self) -> list[str]:
         """One line per class: the conditions it was trained at and those of the data set it was not, and how
