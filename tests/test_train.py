@@ -243,16 +243,20 @@ def test_impulse_path_places_one_impact_per_period_to_a_fraction_of_a_sample():
             assert xe[index] == pytest.approx(0.5, abs=1e-3), (at, xe[max(0, index - 2): index + 3])
 
 
-def test_the_impact_wise_impulse_path_is_the_sample_wise_definition():
+@pytest.mark.parametrize("cell_ms", [0.0, 0.25])
+def test_the_impact_wise_impulse_path_is_the_sample_wise_definition(cell_ms):
     """``ImpulsePath._forward`` evaluates phases and gains at the impacts only; the definition evaluates them at
-    every train sample. Random kernels, modulation, speeds 300-3600 rpm, classes and latents: outputs and
-    gradients agree to float32 rounding, and a plausible slip (one impact a sample late) would not."""
+    every train sample. Random kernels, modulation, speeds 300-3600 rpm, classes and latents, one random gain
+    per sample or per 3-sample cell: outputs and gradients agree to float32 rounding, and a plausible slip (one
+    impact a sample late) would not."""
     from vibgan.config import ModelConfig
     from vibgan.networks import build_models
 
     fs, T = 12000.0, 1024
-    G, _ = build_models(ModelConfig(impulse_taps=64), n_classes=3, channels=2, length=T, fs=fs)
+    G, _ = build_models(ModelConfig(impulse_taps=64, jitter_cell_ms=cell_ms), n_classes=3, channels=2, length=T, fs=fs)
     imp = G.impulse
+    assert imp.cell == (3 if cell_ms else 1)
+    assert G.sample_latent(2, T)[5].shape == (2, 5, -(-(T + 64) // imp.cell))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         imp.kernel.normal_(generator=gen)
@@ -262,7 +266,7 @@ def test_the_impact_wise_impulse_path_is_the_sample_wise_definition():
     rpm = torch.cat([torch.tensor([300.0, 3600.0]), 600 + 2400 * torch.rand(b - 2, generator=gen)])
     freq = (rpm / 60).unsqueeze(-1) * G.ratios
     phase0 = 2 * np.pi * torch.rand(b, 5, generator=gen)
-    seg, jitter = torch.randn(b, 5, generator=gen), torch.randn(b, 5, T + 64, generator=gen)
+    seg, jitter = torch.randn(b, 5, generator=gen), torch.randn(b, 5, -(-(T + 64) // imp.cell), generator=gen)
     outs, grads = [], []
     for fn in (imp._forward, imp._forward_dense):
         imp.zero_grad()
@@ -276,6 +280,31 @@ def test_the_impact_wise_impulse_path_is_the_sample_wise_definition():
         assert torch.allclose(g_fast, g_ref, rtol=1e-4, atol=1e-4 * g_ref.abs().max().item())
     late = imp._forward_dense(y, freq, phase0 - 2 * np.pi * freq / fs, seg, jitter, fs, T).detach()
     assert (late - outs[1]).abs().max() > 0.05 * scale
+
+
+def test_a_generator_without_a_full_rate_level_upsamples_in_its_output_layer():
+    """model.out_upsample = 4: the last level runs at a quarter of the full rate and the output layer is a
+    transposed convolution; the hop includes it, any multiple of it can be generated, and the phase inputs of
+    the last level are those a quarter-rate level can hold (nothing at or above 0.4 of its rate)."""
+    from vibgan.config import ModelConfig
+    from vibgan.networks import build_models
+
+    cfg = ModelConfig(widths=[16, 8, 4], upsample=[4, 4], res_blocks=[0, 1, 0], out_upsample=4, impulse_taps=16)
+    assert cfg.hop == 64
+    G, _ = build_models(cfg, n_classes=2, channels=1, length=1024, fs=12000.0)
+    assert isinstance(G.out, torch.nn.ConvTranspose1d) and G.hop == 64
+    y, cond = torch.tensor([0, 1]), torch.tensor([[1797.0, 0.0], [1797.0, 0.0]])
+    seen = []
+    G.phase_proj[-1].register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    with torch.no_grad():
+        for t in (1024, 1088):
+            assert G(G.sample_latent(2, t), y, cond).shape == (2, 1, t)
+    assert seen[0][-1] == 1024 // 4  # the last level's phase inputs at a quarter of the full rate
+    fast = torch.tensor([[60000.0, 0.0]] * 2)  # 1 kHz shaft: BPFO, BPFI and 2 x BSF are too fast for 3 kHz
+    with torch.no_grad():
+        ph = G.phase_features(fast, torch.full((2, 5), 0.3), torch.ones(2, 5), 256, 4)
+    zero = [bool(ph[0, k].abs().max() == 0) for k in range(5)]
+    assert zero == [4 * f >= 0.4 * 12000.0 for f in (1000 * G.ratios).tolist()] == [False, False, True, True, True]
 
 
 def test_impulse_path_trains_and_survives_save_and_load(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -94,6 +95,9 @@ class ModelConfig:
     upsample: list[int] = field(default_factory=lambda: [4, 4, 4])  # conv1d noise upsampling factors
     widths: list[int] = field(default_factory=lambda: [96, 64, 48, 16])  # conv1d channels per rate, coarse to full
     res_blocks: list[int] = field(default_factory=lambda: [0, 1, 2, 1])  # dilated residual blocks per rate
+    # conv1d: the output layer's own upsampling: 1, a convolution at the last level's rate (the full rate); u > 1,
+    # a transposed convolution from the last level, at 1/u of the full rate, to the output (no full-rate level)
+    out_upsample: int = 1
     kernel: int = 7
     embed_dim: int = 16  # class embedding size
     phase_inputs: bool = True  # feed the generator phase signals at the bearing's characteristic frequencies
@@ -101,6 +105,9 @@ class ModelConfig:
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
     impulse_taps: int = 0  # conv1d: >0 adds deterministic impacts (impulse trains at fr, FTF, BPFO, BPFI, 2 x BSF
     #                        through learned per-class impulse responses of this many taps); 0: off
+    # the impulse path's per-impact random gains: one number per this many ms of signal (0: one per sample, as
+    # models saved before it); impacts of one train share a number only above 1000 / jitter_cell_ms Hz
+    jitter_cell_ms: float = 0.0
     # conv1d: per-class variety knobs, fitted at the end of training on the training part (vibgan.calibrate.
     # calibrate_variety): a noise temperature, a speed-slip scale, a per-segment random spectral gain along the
     # real windows' main mode of variation and, with impulse_taps, the impulse path's gain
@@ -108,6 +115,11 @@ class ModelConfig:
     d_channels: int = 16
     d_scales: int = 2  # multi-scale discriminators (HiFi-GAN style): the signal, then 2x average-pooled, ...
     spectral_norm: bool = True
+
+    @property
+    def hop(self) -> int:
+        """conv1d: output samples per latent step, the product of the upsampling factors (out_upsample included)."""
+        return int(math.prod(self.upsample)) * int(self.out_upsample)
 
 
 @dataclass
@@ -413,17 +425,23 @@ def check(cfg: Config, source: str = "config") -> None:
     if m.out_activation not in ("tanh", "sigmoid", "none"):
         bad("model.out_activation", "'tanh', 'sigmoid' or 'none'", m.out_activation)
     if m.kind == "conv1d":
-        prod = 1
         for u in m.upsample:
             if u < 1:
                 bad("model.upsample", "factors >= 1", m.upsample)
-            prod *= u
-        if d.segment_length and d.segment_length % prod:
-            bad("data.segment_length", f"a multiple of the product of model.upsample ({prod})", d.segment_length)
+        if isinstance(m.out_upsample, bool) or not isinstance(m.out_upsample, int) or not 1 <= m.out_upsample <= 16:
+            bad("model.out_upsample", "a whole number in 1-16 (1: the output layer works at the full rate)",
+                m.out_upsample)
+        if d.segment_length and d.segment_length % m.hop:
+            bad("data.segment_length", f"a multiple of the product of model.upsample and model.out_upsample ({m.hop})",
+                d.segment_length)
         if len(m.widths) != len(m.upsample) + 1 or any(w < 1 for w in m.widths):
             bad("model.widths", f"{len(m.upsample) + 1} positive widths (one per rate)", m.widths)
         if len(m.res_blocks) != len(m.upsample) + 1 or any(r < 0 for r in m.res_blocks):
             bad("model.res_blocks", f"{len(m.upsample) + 1} non-negative counts (one per rate)", m.res_blocks)
+        if isinstance(m.jitter_cell_ms, bool) or not isinstance(m.jitter_cell_ms, (int, float)) \
+                or not 0 <= m.jitter_cell_ms <= 10:
+            bad("model.jitter_cell_ms", "a number of milliseconds in 0-10 (0: one random gain per sample)",
+                m.jitter_cell_ms)
         if not 0 <= m.impulse_taps <= 4096:  # the loader has already refused a non-integer
             bad("model.impulse_taps", "a whole number of taps in 0-4096 (0: no impulse path)", m.impulse_taps)
         if m.variety and not m.equalizer:

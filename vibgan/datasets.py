@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -262,7 +261,7 @@ def segment_length_for(recordings: list[Recording], cfg: Config) -> tuple[int, s
         some = recordings[0].source if recordings else "the data"
         raise ConfigError(f"data.segment_length = 0 (from the physics) needs each recording's rpm; {some} has none: "
                           "give the rpm (manifest column) or set data.segment_length")
-    hop = int(math.prod(cfg.model.upsample))  # the generator's hop, as networks.ConvGenerator computes it
+    hop = cfg.model.hop  # the generator's hop
     fs = recordings[0].fs
     shortest = min(int(r.samples * d.train_fraction) for r in recordings)
     t, why = physics_length(fs, min(fcs) if fcs else min(shafts), hop, shortest=shortest)

@@ -159,6 +159,11 @@ class ClassEqualizer(nn.Module):
         return out.view(b, c, t)
 
 
+def jitter_cell(cfg: ModelConfig, fs: float) -> int:
+    """Samples per random impact gain of the impulse path: ``model.jitter_cell_ms`` at fs, at least one."""
+    return max(1, int(round(cfg.jitter_cell_ms * fs / 1000.0)))
+
+
 def _fast_len(n: int) -> int:
     """The smallest 2^a, 3 x 2^a, 5 x 2^a or 9 x 2^a >= n: FFT sizes that pocketfft and cuFFT handle at full
     speed (measured on a 2-core CPU, 4,608 = 9 x 512 points take 0.7x the time of 4,374 = 2 x 3^7)."""
@@ -197,9 +202,9 @@ class ImpulsePath(nn.Module):
     """
     HARMONICS = 2  # modulation harmonics of the shaft and cage rates
 
-    def __init__(self, n_classes: int, n_trains: int, out_channels: int, taps: int) -> None:
+    def __init__(self, n_classes: int, n_trains: int, out_channels: int, taps: int, cell: int = 1) -> None:
         super().__init__()
-        self.taps = taps
+        self.taps, self.cell = taps, int(cell)
         self.kernel = nn.Parameter(torch.zeros(n_classes, out_channels, n_trains, taps))
         self.mod = nn.Parameter(torch.zeros(n_classes, n_trains, 4 * self.HARMONICS))
         # log of the per-segment and per-impact log-gain standard deviations: (K, 2, trains)
@@ -207,8 +212,10 @@ class ImpulsePath(nn.Module):
 
     def forward(self, y: torch.Tensor, freq: torch.Tensor, phase0: torch.Tensor, seg: torch.Tensor,
                 jitter: torch.Tensor, fs: float, length: int) -> torch.Tensor:
-        """y (B,), freq (B, K) Hz, phase0 (B, K) rad, seg (B, K) and jitter (B, K, length + taps) standard
-        normal -> (B, C, length)."""
+        """y (B,), freq (B, K) Hz, phase0 (B, K) rad, seg (B, K) and jitter (B, K, ceil((length + taps) / cell))
+        standard normal -> (B, C, length). An impact between train samples j and j + 1 takes its own random
+        log-gain from jitter cell j // cell: ``cell`` samples share one number (impacts of one train are further
+        apart than a cell unless its frequency exceeds fs / cell)."""
         with torch.autocast(freq.device.type, enabled=False):  # phases and gains need float32 under AMP
             return self._forward(y, freq.float(), phase0.float(), seg.float(), jitter.float(), fs, length)
 
@@ -246,7 +253,7 @@ class ImpulsePath(nn.Module):
             feats += [fn(2 * math.pi * h * ut) for h in range(1, self.HARMONICS + 1) for fn in (torch.cos, torch.sin)]
         log_amp = (torch.stack(feats, dim=-1) * self.mod[y].float().unsqueeze(2)).sum(-1)  # (B, K, M)
         sigma = torch.exp(self.log_sigma[y].float())  # (B, 2, K)
-        jit = torch.gather(jitter[..., : n + 1], 2, j.clamp(0, n))
+        jit = torch.gather(jitter, 2, (j.clamp(0, n) // self.cell).clamp(max=jitter.shape[-1] - 1))
         log_amp = log_amp + (sigma[:, 0] * seg).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jit
         w = torch.exp(log_amp) * valid
         # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
@@ -275,6 +282,7 @@ class ImpulsePath(nn.Module):
         # before the segment, whose impacts ring into it); train sample i takes its share of every impact
         # between samples i - 1 and i + 1, so the phase is evaluated at n + 2 times, one beyond each end
         n = length + L - 1
+        jitter = jitter.repeat_interleave(self.cell, dim=-1) if self.cell > 1 else jitter  # one number per sample
         # float64 phase: in float32 an impact 50 cycles in is misplaced by ~1e-3 of a sample
         t = (torch.arange(n + 2, device=freq.device, dtype=torch.float64) - L) / fs
         u = freq.double().unsqueeze(-1) * t + phase0.double().unsqueeze(-1) / (2 * math.pi)  # (B, K, n + 2) cycles
@@ -314,7 +322,7 @@ class ConvGenerator(nn.Module):
         super().__init__()
         self.n_classes, self.out_channels, self.fs = n_classes, out_channels, float(fs)
         self.noise_dim, self.noise = cfg.noise_dim, cfg.noise
-        self.hop = int(math.prod(cfg.upsample))
+        self.hop = cfg.hop
         self.phase_inputs = cfg.phase_inputs
         self.register_buffer("ratios", torch.tensor(characteristic_ratios(geometry), dtype=torch.float32))
         n_phase = 3 * len(self.ratios)
@@ -339,10 +347,15 @@ class ConvGenerator(nn.Module):
             self.blocks.append(nn.ModuleList(
                 ResBlock(width, k, 3 ** (i % 4), embed) for i in range(cfg.res_blocks[level])
             ))
-        self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
+        if cfg.out_upsample > 1:  # the last level runs at 1/u of the full rate; a transposed convolution finishes
+            u = cfg.out_upsample
+            self.out = nn.ConvTranspose1d(cfg.widths[-1], out_channels, 2 * u, stride=u, padding=u // 2 + u % 2,
+                                          output_padding=u % 2)
+        else:
+            self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
-        self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, cfg.impulse_taps) \
-            if cfg.impulse_taps else None
+        self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, cfg.impulse_taps,
+                                   jitter_cell(cfg, fs)) if cfg.impulse_taps else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
         self.variety = bool(cfg.variety) and self.eq is not None
@@ -382,7 +395,8 @@ class ConvGenerator(nn.Module):
         latent = (z, phase0, slip, fine)
         if self.impulse is not None:
             seg = torch.randn(n, k, generator=generator, device=device)  # per-segment impact gains
-            jitter = torch.randn(n, k, length + self.impulse.taps, generator=generator, device=device)  # per impact
+            cells = -(-(length + self.impulse.taps) // self.impulse.cell)
+            jitter = torch.randn(n, k, cells, generator=generator, device=device)  # per impact
             latent = (*latent, seg, jitter)
         if self.variety:  # drawn last, so the other inputs of a seed are those of a generator without it
             latent = (*latent, torch.randn(n, generator=generator, device=device))  # the segment's spectral gain
@@ -419,7 +433,7 @@ class ConvGenerator(nn.Module):
             slip = 1 + (slip - 1) * self.slip_scale[y].to(slip.dtype).unsqueeze(-1)
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
-        step = self.hop
+        step = self.hop  # in full-rate samples; the last level is at out_upsample
         for level, blocks in enumerate(self.blocks):
             if level:
                 step //= self.strides[level]
