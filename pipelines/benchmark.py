@@ -50,6 +50,15 @@ SPEED_CASES: dict[str, tuple[str, list[str]]] = {
                                      "model.out_activation='none'"]),
 }
 
+#: generator designs timed by ``generation``: config file and overrides; "sample-wise" runs the impulse path's
+#: definition (``ImpulsePath._forward_dense``, every train sample), which is how it ran before 2026-12-03
+GEN_DESIGNS: dict[str, tuple[str, list[str]]] = {
+    "dense-4096": SPEED_CASES["dense-4096"],
+    "cwru-sample-wise": ("cwru.toml", []),
+    "cwru": ("cwru.toml", []),
+    "cwru-fast": ("cwru_fast.toml", []),
+}
+
 
 # --------------------------------------------------------------------------------------------------
 # Command line
@@ -83,6 +92,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--mem-steps", type=int, default=25, help="training steps in the memory child runs (default 25)")
     s.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     s.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+
+    g = sub.add_parser("generation", help="segments/s of each generator design through iter_samples and through "
+                       "pipelines/generate.py to HDF5, FLOPs per segment and the matmul peak, in one run")
+    common(g)
+    g.add_argument("--designs", nargs="+", default=list(GEN_DESIGNS), choices=list(GEN_DESIGNS),
+                   help="generator designs (default: all)")
+    g.add_argument("--n", type=int, default=1024, help="segments per in-process timing (default 1024)")
+    g.add_argument("--batch", type=int, nargs="+", default=[64, 256], help="batch sizes (default 64 256)")
+    g.add_argument("--hdf5", type=int, nargs="*", default=[1000, 5000],
+                   help="segments written by pipelines/generate.py, one child process each; two sizes give the rate "
+                        "without start-up (default 1000 5000; none: skip)")
+    g.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
 
     v = sub.add_parser("validation", help="fidelity_report's seconds per 10,000 segments, its parts beside the "
                        "defined formulations (welch, sosfiltfilt, float64 chirp-z) in the same run")
@@ -172,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vibgan.errors import run_cli
 
-    command = {"speed": run_speed, "validation": run_validation, "augment": run_augment, "fidelity": run_fidelity,
+    command = {"speed": run_speed, "generation": run_generation, "validation": run_validation, "augment": run_augment, "fidelity": run_fidelity,
                "transfer": run_transfer,
                "lazy": run_lazy, "tracking": run_tracking, "first-run": run_first_run}[args.command]
     return run_cli(lambda: command(args))
@@ -705,6 +726,103 @@ def run_speed(args: argparse.Namespace) -> int:
     finally:
         tracker.finish("FINISHED")
     return 0
+
+
+def design_config(name: str, args: argparse.Namespace, cwru: Path | None):
+    """The config of a generation design; without the CWRU data a CWRU design takes the simulated default's
+    classes (its cost is the network's: the classes only index weights)."""
+    from vibgan.config import load_config
+
+    fname, overrides = GEN_DESIGNS[name]
+    overrides = [*overrides, f"train.threads={args.threads}", "tracking.enabled=false"]
+    cfg = load_config(CONFIGS / fname, overrides)
+    if cfg.data.source == "files":
+        if cwru is not None:
+            return load_config(CONFIGS / fname, [*overrides, f"data.path={str(cwru)!r}"]), "CWRU 1797 rpm classes"
+        return load_config(CONFIGS / fname, [*overrides, "data.source='simulated'"]), "simulated classes (no CWRU)"
+    return cfg, cfg.data.source
+
+
+def run_generation(args: argparse.Namespace) -> int:
+    """Generation throughput per design, in one run: iter_samples at each batch size, then generate.py to HDF5."""
+    import torch
+
+    from vibgan.datasets import prepare_data
+
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.n, args.batch, args.hdf5 = 64, [32], [64, 128]
+    cwru = _cwru_dir(args)
+    load_before = _loadavg()
+    peak = matmul_peak("cpu", 512 if args.quick else 2048, min_time_s=0.3 if args.quick else 2.0)
+    print(f"matmul peak (cpu fp32, {args.threads} threads): {peak['best_flops'] / 1e9:.0f} GFLOP/s")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="vibgan-bench-gen-", dir=_tmp_parent(args.out)) as tmp:
+        for name in args.designs:
+            cfg, classes = design_config(name, args, cwru)
+            gen = untrained_generator(cfg, prepare_data(cfg))
+            impulse = getattr(gen.model, "impulse", None)
+            if name.endswith("sample-wise") and impulse is not None:
+                impulse._forward = impulse._forward_dense  # the definition, as before the impact-wise path
+            row: dict[str, Any] = {"design": name, "config": f"configs/{GEN_DESIGNS[name][0]}", "classes": classes,
+                                   "model": {k: getattr(cfg.model, k) for k in ("kind", "widths", "upsample",
+                                             "out_upsample", "res_blocks", "noise_dim", "impulse_taps",
+                                             "jitter_cell_ms", "hidden")},
+                                   "parameters": sum(p.numel() for p in gen.model.parameters()), "batches": []}
+            for bs in args.batch:
+                r = time_generation(gen, args.n, bs)
+                r["peak_fraction"] = r["achieved_flops"] / peak["best_flops"]
+                row["batches"].append(r)
+                print(f"  {name} [batch {bs}]: {r['segments_per_s']:.0f} segments/s of {r['segment_length']}, "
+                      f"{r['realtime_factor']:.0f}x real time, {r['flops_per_segment'] / 1e9:.4f} GFLOP/segment, "
+                      f"{100 * r['peak_fraction']:.1f} % of the matmul peak")
+            if args.hdf5 and not name.endswith("sample-wise"):
+                row["hdf5"] = hdf5_rate(gen, args.hdf5, Path(tmp) / name, env)
+                h = row["hdf5"]
+                print(f"  {name}: generate.py to HDF5: " + ", ".join(
+                    f"{r['segments']} in {r['wall_s']:.1f} s" for r in h["runs"]) +
+                    (f"; {h['segments_per_s']:.0f} segments/s without start-up" if h.get("segments_per_s") else ""))
+            rows.append(row)
+    result = {"machine": machine(args.threads), "load_average_before": load_before, "load_average_after": _loadavg(),
+              "matmul_peak": peak, "designs": rows}
+    table = []
+    for row in rows:
+        for r in row["batches"]:
+            h = row.get("hdf5") or {}
+            table.append([row["design"], r["batch_size"], r["flops_per_segment"] / 1e9, r["segments_per_s"],
+                          r["realtime_factor"], 100 * r["peak_fraction"], h.get("segments_per_s"),
+                          h.get("peak_rss_mb")])
+    _print_table(["design", "batch", "GFLOP/segment", "segments/s", "x real time (12 kHz)", "% matmul peak",
+                  "HDF5 segments/s", "HDF5 peak RSS MB"], table)
+    print(f"load average before {load_before}, after {result['load_average_after']}")
+    path = write_json(result, args.out, "generation")
+    tracker = open_tracker(args, "generation")
+    try:
+        log_result(tracker, result, "generation", path)
+    finally:
+        tracker.finish("FINISHED")
+    return 0
+
+
+def hdf5_rate(gen, sizes: list[int], tmp: Path, env: dict[str, str]) -> dict[str, Any]:
+    """pipelines/generate.py writing each number of segments (spread over the classes) to HDF5, in a child
+    process each: wall time and peak RSS; with two sizes, the rate from their difference (start-up excluded)."""
+    gdir = gen.save(tmp / "generator")
+    runs = []
+    for n in sizes:
+        per = max(1, math.ceil(n / len(gen.classes)))
+        h5 = tmp / f"gen-{n}.h5"
+        cmd = ["--model", str(gdir), "--n", str(per), "--out", str(h5), "--seed", "0", "--no-progress"]
+        r = peak_rss(ROOT / "pipelines" / "generate.py", cmd, env)
+        r["segments"] = per * len(gen.classes)
+        h5.unlink(missing_ok=True)
+        runs.append(r)
+    out: dict[str, Any] = {"runs": runs, "peak_rss_mb": max((r["peak_rss_mb"] or 0) for r in runs)}
+    ok = sorted((r for r in runs if r["rc"] == 0), key=lambda r: r["segments"])
+    if len(ok) >= 2 and ok[-1]["segments"] > ok[0]["segments"] and ok[-1]["wall_s"] > ok[0]["wall_s"]:
+        out["segments_per_s"] = (ok[-1]["segments"] - ok[0]["segments"]) / (ok[-1]["wall_s"] - ok[0]["wall_s"])
+    return out
 
 
 def run_validation(args: argparse.Namespace) -> int:

@@ -82,6 +82,30 @@ def test_speed_smoke(tmp_path):
     assert gen["peak_rss_mb"] > 50 and gen["file_mb"] > 0
 
 
+def test_generation_smoke(tmp_path):
+    """Every design is timed in one run (CWRU designs take simulated classes without the data). The sample-wise
+    impulse path does the network FLOPs of the impact-wise one (within 1 %: its modulation is a batched product); the fast design does under a tenth of the
+    full design's; generate.py writes both sizes to HDF5."""
+    out = tmp_path / "bench"
+    rc = bench.main(["generation", "--quick", "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    r = json.loads((out / "generation.json").read_text())
+    rows = {d["design"]: d for d in r["designs"]}
+    assert set(rows) == set(bench.GEN_DESIGNS)
+    flops = {k: d["batches"][0]["flops_per_segment"] for k, d in rows.items()}
+    assert flops["cwru-sample-wise"] == pytest.approx(flops["cwru"], rel=0.01) and flops["cwru"] > 0
+    assert flops["cwru-fast"] < 0.1 * flops["cwru"]
+    assert rows["cwru-fast"]["model"]["out_upsample"] == 4 and rows["cwru"]["model"]["out_upsample"] == 1
+    for d in rows.values():
+        b = d["batches"][0]
+        assert b["segments_per_s"] > 0 and b["segment_length"] == 4096
+        assert b["peak_fraction"] == pytest.approx(b["achieved_flops"] / r["matmul_peak"]["best_flops"])
+    for name in ("dense-4096", "cwru", "cwru-fast"):
+        runs = rows[name]["hdf5"]["runs"]
+        assert [x["rc"] for x in runs] == [0, 0], runs[-1]["log_tail"]
+    assert "hdf5" not in rows["cwru-sample-wise"]
+
+
 def test_augment_smoke(tmp_path, cwru_dir):
     out = tmp_path / "bench"
     rc = bench.main(["augment", "--quick", "--threads", "1", "--out", str(out), "--cwru", str(cwru_dir)])

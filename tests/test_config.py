@@ -12,10 +12,19 @@ from vibgan.errors import ConfigError
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["default.toml", "cwru.toml", "sinusoid.toml", "template.toml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.train.steps > 0
+
+
+def test_the_fast_cwru_config_is_the_cwru_config_with_the_fast_generator():
+    full, fast = load_config(CONFIGS / "cwru.toml"), load_config(CONFIGS / "cwru_fast.toml")
+    assert fast.model.hop == full.model.hop == 64 and fast.model.out_upsample == 4
+    for part in ("data", "train", "validate"):
+        assert getattr(fast, part) == getattr(full, part), part
+    changed = {k for k in vars(full.model) if getattr(full.model, k) != getattr(fast.model, k)}
+    assert changed == {"widths", "upsample", "out_upsample", "res_blocks", "noise_dim", "jitter_cell_ms"}
 
 
 def test_sinusoid_config_is_the_seed_gan():
