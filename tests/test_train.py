@@ -300,6 +300,7 @@ def test_a_generator_without_a_full_rate_level_upsamples_in_its_output_layer():
         for t in (1024, 1088):
             assert G(G.sample_latent(2, t), y, cond).shape == (2, 1, t)
     assert seen[0][-1] == 1024 // 4  # the last level's phase inputs at a quarter of the full rate
+    assert G.sample_latent(2, 1024)[3].shape == (2, 1, 256)  # its noise too: nothing is drawn that is not used
     fast = torch.tensor([[60000.0, 0.0]] * 2)  # 1 kHz shaft: BPFO, BPFI and 2 x BSF are too fast for 3 kHz
     with torch.no_grad():
         ph = G.phase_features(fast, torch.full((2, 5), 0.3), torch.ones(2, 5), 256, 4)

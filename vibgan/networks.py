@@ -322,7 +322,7 @@ class ConvGenerator(nn.Module):
         super().__init__()
         self.n_classes, self.out_channels, self.fs = n_classes, out_channels, float(fs)
         self.noise_dim, self.noise = cfg.noise_dim, cfg.noise
-        self.hop = cfg.hop
+        self.hop, self.out_upsample = cfg.hop, int(cfg.out_upsample)
         self.phase_inputs = cfg.phase_inputs
         self.register_buffer("ratios", torch.tensor(characteristic_ratios(geometry), dtype=torch.float32))
         n_phase = 3 * len(self.ratios)
@@ -391,7 +391,8 @@ class ConvGenerator(nn.Module):
         k = len(self.ratios)
         phase0 = torch.rand(n, k, generator=generator, device=device) * (2 * math.pi)
         slip = 1.0 + 0.01 * torch.randn(n, k, generator=generator, device=device)
-        fine = torch.randn(n, 1, length, generator=generator, device=device)  # full-rate noise (B, 1, T)
+        # noise at the last level's rate, the full rate unless the output layer upsamples: (B, 1, T / out_upsample)
+        fine = torch.randn(n, 1, length // self.out_upsample, generator=generator, device=device)
         latent = (z, phase0, slip, fine)
         if self.impulse is not None:
             seg = torch.randn(n, k, generator=generator, device=device)  # per-segment impact gains
@@ -438,7 +439,7 @@ class ConvGenerator(nn.Module):
             if level:
                 step //= self.strides[level]
                 h = F.leaky_relu(self.ups[level - 1](h), 0.2)  # (B, W_level, T/step)
-            h = h + self.noise_gain[level] * fine[..., ::step][..., : h.shape[-1]].to(h.dtype)
+            h = h + self.noise_gain[level] * fine[..., :: step // self.out_upsample][..., : h.shape[-1]].to(h.dtype)
             if self.phase_inputs:
                 ph = self.phase_features(cond, phase0, slip, h.shape[-1], step).to(h.dtype)
                 scale, shift = self.phase_proj[level](ph, y).chunk(2, dim=1)
