@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64,
                    help="segments generated per batch (default 64: twice as fast as 256 on a 2-core CPU, cache-sized "
                         "activations; the output does not depend on it)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the network through torch.compile: about 40 s once per batch size and length (cached "
+                        "on disk), then nearly twice the segments/s for the fast generator (docs/BENCHMARKS.md)")
     p.add_argument("--out", required=True, help="output HDF5 file (exchange format)")
     p.add_argument("--parquet", help="also write a Parquet file: one row per segment, one list column per channel")
     p.add_argument("--wav-dir", help="also write one float32 WAV file per segment into this new folder")
@@ -188,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         args.seed = int(np.random.default_rng().integers(0, 2**31 - 1))
     gen = vibgan.load_generator(args.model, device=args.device, **({"tracking_uri": args.tracking_uri}
                                                                      if args.tracking_uri else {}))
+    if args.compile:
+        gen.compile()
     jobs = plan(gen, args)
     need = check_space(jobs, len(gen.channels), args)
     total = sum(j["n"] for j in jobs)
@@ -218,7 +223,7 @@ def provenance(gen, args: argparse.Namespace, jobs: list[dict]) -> dict:
             "model_name": reg.get("name"), "model_version": reg.get("version"), "model_run_id": reg.get("run_id"),
             "generator": meta, "seed": args.seed, "seed_rule": "label i of the generator's classes uses seed + i",
             "request": [{k: j[k] for k in ("label", "n", "rpm", "load_hp", "length", "seed")} for j in jobs],
-            "batch_size": args.batch_size, "device": args.device, "vibgan_version": vibgan.__version__,
+            "batch_size": args.batch_size, "compiled": bool(args.compile), "device": args.device, "vibgan_version": vibgan.__version__,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join(["pipelines/generate.py", *sys.argv[1:]])}
 

@@ -191,6 +191,15 @@ class ClassProjection(nn.Module):
         return torch.baddbmm(self.bias[y].to(x.dtype).unsqueeze(-1), self.weight[y].to(x.dtype), x)  # bias fused
 
 
+@torch.compiler.disable
+def _impact_slots(count: torch.Tensor) -> int:
+    """Impact slots per train for the most impacts in ``count``, rounded up to 16: torch.compile specialises
+    on the number, so a few shapes serve every batch instead of one per batch (the slots past a train's
+    count are masked out)."""
+    m = max(int(count.max()), 1) if count.numel() else 1
+    return -(-m // 16) * 16
+
+
 class ImpulsePath(nn.Module):
     """Deterministic impacts, the McFadden-Smith bearing model: at each characteristic frequency a train of
     unit impulses, each placed to a fraction of a sample (split linearly between its two neighbours),
@@ -234,7 +243,7 @@ class ImpulsePath(nn.Module):
 
         first = torch.floor(cycles(f64, c, f64.new_tensor(0.0)))  # (B, K)
         count = (torch.floor(cycles(f64, c, f64.new_tensor(float(n + 1)))) - first).long()  # impacts in the grid
-        m_max = max(int(count.max()), 1) if count.numel() else 1
+        m_max = _impact_slots(count)
         idx = torch.arange(m_max, device=freq.device)
         valid = idx < count.unsqueeze(-1)  # (B, K, M)
         m = first.unsqueeze(-1) + 1 + idx.double()  # the integer cycle of each impact
