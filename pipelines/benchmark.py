@@ -767,7 +767,7 @@ def run_generation(args: argparse.Namespace) -> int:
                 impulse._forward = impulse._forward_dense  # the definition, as before the impact-wise path
             row: dict[str, Any] = {"design": name, "config": f"configs/{GEN_DESIGNS[name][0]}", "classes": classes,
                                    "model": {k: getattr(cfg.model, k) for k in ("kind", "widths", "upsample",
-                                             "out_upsample", "res_blocks", "noise_dim", "impulse_taps",
+                                             "out_upsample", "res_blocks", "noise_dim", "impulse_taps", "impulse_ms",
                                              "jitter_cell_ms", "hidden")},
                                    "parameters": sum(p.numel() for p in gen.model.parameters()), "batches": []}
             for bs in args.batch:
@@ -1778,7 +1778,7 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
 # --------------------------------------------------------------------------------------------------
 TINY_TRAIN = ["train.batch_size=4", "data.simulate.duration_s=2", "data.segment_length=1024", "train.eval_every=10",
               "train.sample_every=20", "train.checkpoint_every=20", "train.log_every=5", "train.progress=false",
-              "train.threads=1", "model.widths=[32,24,16,8]", "model.d_channels=8"]
+              "train.threads=1", "model.widths=[24,16,8]", "model.d_channels=8"]
 
 
 def run_tracking(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ DEFAULT_CONFIG = ROOT / "configs" / "default.toml"
 #: A configuration small enough for many subprocess runs on 2 shared cores (one torch thread each).
 SMALL = [
     "data.simulate.faults=['normal', 'inner']", "data.simulate.rpms=[1797.0]", "data.simulate.duration_s=2.0",
-    "data.segment_length=1024", "model.widths=[32, 24, 16, 8]", "model.res_blocks=[0, 1, 1, 0]",
+    "data.segment_length=1024", "model.widths=[24, 16, 8]", "model.res_blocks=[1, 1, 0]",
     "model.d_channels=8", "train.batch_size=4", "train.progress=false", "train.eval_every=4",
     "train.sample_every=1000", "train.log_every=1", "train.threads=1", "tracking.enabled=false",
 ]

@@ -27,6 +27,22 @@ def test_the_fast_cwru_config_is_the_cwru_config_with_the_fast_generator():
     assert changed == {"widths", "upsample", "out_upsample", "res_blocks", "noise_dim", "jitter_cell_ms"}
 
 
+@pytest.mark.parametrize("name, fs, taps", [("default.toml", 12000.0, 256), ("machine_b.toml", 16000.0, 341),
+                                            ("template.toml", 51200.0, 1091), ("cwru.toml", 12000.0, 256)])
+def test_the_impulse_path_length_follows_the_rate(name, fs, taps):
+    """model.impulse_ms: one kernel duration (21.3 ms) for any training rate; impulse_taps, where set, wins."""
+    from vibgan.networks import ConvGenerator, impulse_taps
+
+    cfg = load_config(CONFIGS / name, [f"data.fs={fs}"])
+    assert impulse_taps(cfg.model, fs) == taps
+    g = ConvGenerator(2, 1, fs, cfg.model)
+    assert g.impulse.kernel.shape[-1] == taps
+    with pytest.raises(ConfigError, match=r"model.impulse_ms = 150.0; expected at most 85 ms at data.fs = 48000 Hz"):
+        load_config(CONFIGS / name, ["data.fs=48000", "model.impulse_ms=150", "model.impulse_taps=0"])
+    bare = load_config(CONFIGS / name, ["model.impulse_ms=0", "model.impulse_taps=0"])
+    assert ConvGenerator(2, 1, fs, bare.model).impulse is None
+
+
 def test_sinusoid_config_is_the_seed_gan():
     cfg = load_config(CONFIGS / "sinusoid.toml")
     m = cfg.model
@@ -53,8 +69,9 @@ def test_overrides_are_typed_toml_values():
     ("model.widths=[8, 8]", ["model.widths"]),
     ("model.impulse_taps=-4", ["model.impulse_taps", "0-4096"]),
     ("model.out_upsample=0", ["model.out_upsample", "1-16"]),
-    ("model.out_upsample=3", ["data.segment_length", "out_upsample", "192"]),
+    ("model.out_upsample=3", ["data.segment_length", "out_upsample", "48"]),
     ("model.jitter_cell_ms=-1", ["model.jitter_cell_ms", "0-10"]),
+    ("model.impulse_ms=-2", ["model.impulse_ms", "0-200"]),
     ("train.lr_impulse=0.0", ["train.lr_impulse", "positive"]),
     ("train.precision=fp8", ["train.precision"]),
     ("train.lambdas.beauty=1.0", ["train.lambdas"]),

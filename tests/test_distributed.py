@@ -98,7 +98,7 @@ def test_torchrun_pipeline_logs_one_run_and_registers_once(tmp_path):
                     "--set", "train.steps=4", "--set", "train.batch_size=4", "--set", "data.simulate.duration_s=2",
                     "--set", "data.segment_length=1024", "--set", "train.eval_every=2", "--set", "train.sample_every=4",
                     "--set", "train.checkpoint_every=2", "--set", "train.progress=false", "--set", "train.threads=1",
-                    "--set", "model.widths=[32,24,16,8]", "--set", "model.d_channels=8",
+                    "--set", "model.widths=[24,16,8]", "--set", "model.d_channels=8",
                     "--set", "tracking.register_name='vibgan-ddp'", "--set", "tracking.champion_if='always'")
     assert "ranks: 2 processes (DDP), generator weights identical on all" in proc.stdout
     assert proc.stdout.count("trained 4 steps") == 1  # rank 1 prints nothing of its own

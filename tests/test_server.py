@@ -62,7 +62,7 @@ def _train(tmp_path: Path, env: dict, uri: str, out: str, user: tuple[str, str] 
          "--tracking-uri", uri, "--steps", "4", "--set", "train.batch_size=4", "--set", "data.simulate.duration_s=2",
          "--set", "data.segment_length=1024", "--set", "train.eval_every=2", "--set", "train.log_every=1",
          "--set", "train.sample_every=4", "--set", "train.checkpoint_every=4", "--set", "train.progress=false",
-         "--set", "train.threads=1", "--set", "model.widths=[32,24,16,8]", "--set", "model.d_channels=8",
+         "--set", "train.threads=1", "--set", "model.widths=[24,16,8]", "--set", "model.d_channels=8",
          "--set", "model.variety=false",
          "--set", "tracking.register_name='vibgan-pg'", "--set", "tracking.champion_if='always'"],
         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)

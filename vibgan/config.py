@@ -105,6 +105,9 @@ class ModelConfig:
     eq_fft: int = 256  # equalizer resolution: gains at eq_fft // 2 + 1 frequencies, an FIR of eq_fft + 1 taps
     impulse_taps: int = 0  # conv1d: >0 adds deterministic impacts (impulse trains at fr, FTF, BPFO, BPFI, 2 x BSF
     #                        through learned per-class impulse responses of this many taps); 0: off
+    # the same given in milliseconds at the training rate (used where impulse_taps is 0), so one config serves any
+    # sampling rate: 21.3 ms is 256 taps at 12 kHz, 341 at 16 kHz; 0: off
+    impulse_ms: float = 0.0
     # the impulse path's per-impact random gains: one number per this many ms of signal (0: one per sample, as
     # models saved before it); impacts of one train share a number only above 1000 / jitter_cell_ms Hz
     jitter_cell_ms: float = 0.0
@@ -444,6 +447,11 @@ def check(cfg: Config, source: str = "config") -> None:
                 m.jitter_cell_ms)
         if not 0 <= m.impulse_taps <= 4096:  # the loader has already refused a non-integer
             bad("model.impulse_taps", "a whole number of taps in 0-4096 (0: no impulse path)", m.impulse_taps)
+        if isinstance(m.impulse_ms, bool) or not isinstance(m.impulse_ms, (int, float)) or not 0 <= m.impulse_ms <= 200:
+            bad("model.impulse_ms", "a number of milliseconds in 0-200 (0: impulse_taps decides)", m.impulse_ms)
+        elif m.impulse_ms and not m.impulse_taps and d.fs and round(m.impulse_ms * d.fs / 1000) > 4096:
+            bad("model.impulse_ms", f"at most {4096_000 / d.fs:.0f} ms at data.fs = {d.fs:g} Hz (4,096 taps)",
+                m.impulse_ms)
         if m.variety and not m.equalizer:
             bad("model.variety", "false unless model.equalizer is true (the segment gains act through it)", m.variety)
     if t.steps < 0:

@@ -164,6 +164,14 @@ def jitter_cell(cfg: ModelConfig, fs: float) -> int:
     return max(1, int(round(cfg.jitter_cell_ms * fs / 1000.0)))
 
 
+def impulse_taps(cfg: ModelConfig, fs: float) -> int:
+    """The impulse path's kernel length in samples: ``model.impulse_taps``, else ``model.impulse_ms`` at fs
+    (0: no impulse path)."""
+    if cfg.impulse_taps:
+        return int(cfg.impulse_taps)
+    return min(4096, max(1, int(round(cfg.impulse_ms * fs / 1000.0)))) if cfg.impulse_ms else 0
+
+
 def _fast_len(n: int) -> int:
     """The smallest 2^a, 3 x 2^a, 5 x 2^a or 9 x 2^a >= n: FFT sizes that pocketfft and cuFFT handle at full
     speed (measured on a 2-core CPU, 4,608 = 9 x 512 points take 0.7x the time of 4,374 = 2 x 3^7)."""
@@ -363,8 +371,8 @@ class ConvGenerator(nn.Module):
         else:
             self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
-        self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, cfg.impulse_taps,
-                                   jitter_cell(cfg, fs)) if cfg.impulse_taps else None
+        taps = impulse_taps(cfg, fs)
+        self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, taps, jitter_cell(cfg, fs)) if taps else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
         self.variety = bool(cfg.variety) and self.eq is not None
