@@ -124,6 +124,12 @@ class ModelConfig:
         """conv1d: output samples per latent step, the product of the upsampling factors (out_upsample included)."""
         return int(math.prod(self.upsample)) * int(self.out_upsample)
 
+    def impulse_length(self, fs: float) -> int:
+        """conv1d: the impulse path's kernel length in samples at fs: impulse_taps, else impulse_ms at fs (0: off)."""
+        if self.impulse_taps:
+            return int(self.impulse_taps)
+        return max(1, int(round(self.impulse_ms * fs / 1000.0))) if self.impulse_ms else 0
+
 
 @dataclass
 class TrainConfig:
@@ -449,7 +455,7 @@ def check(cfg: Config, source: str = "config") -> None:
             bad("model.impulse_taps", "a whole number of taps in 0-4096 (0: no impulse path)", m.impulse_taps)
         if isinstance(m.impulse_ms, bool) or not isinstance(m.impulse_ms, (int, float)) or not 0 <= m.impulse_ms <= 200:
             bad("model.impulse_ms", "a number of milliseconds in 0-200 (0: impulse_taps decides)", m.impulse_ms)
-        elif m.impulse_ms and not m.impulse_taps and d.fs and round(m.impulse_ms * d.fs / 1000) > 4096:
+        elif d.fs and m.impulse_length(d.fs) > 4096:
             bad("model.impulse_ms", f"at most {4096_000 / d.fs:.0f} ms at data.fs = {d.fs:g} Hz (4,096 taps)",
                 m.impulse_ms)
         if m.variety and not m.equalizer:

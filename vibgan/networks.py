@@ -165,11 +165,9 @@ def jitter_cell(cfg: ModelConfig, fs: float) -> int:
 
 
 def impulse_taps(cfg: ModelConfig, fs: float) -> int:
-    """The impulse path's kernel length in samples: ``model.impulse_taps``, else ``model.impulse_ms`` at fs
-    (0: no impulse path)."""
-    if cfg.impulse_taps:
-        return int(cfg.impulse_taps)
-    return min(4096, max(1, int(round(cfg.impulse_ms * fs / 1000.0)))) if cfg.impulse_ms else 0
+    """The impulse path's kernel length in samples (``ModelConfig.impulse_length``), at most 4,096: config.check
+    refuses longer where data.fs is given; where the rate comes from the files, impulse_ms is capped here."""
+    return min(4096, cfg.impulse_length(fs))
 
 
 def _fast_len(n: int) -> int:
