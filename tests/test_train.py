@@ -295,7 +295,7 @@ def test_a_generator_without_a_full_rate_level_upsamples_in_its_output_layer():
     assert isinstance(G.out, torch.nn.ConvTranspose1d) and G.hop == 64
     y, cond = torch.tensor([0, 1]), torch.tensor([[1797.0, 0.0], [1797.0, 0.0]])
     seen = []
-    G.phase_proj[-1].register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    G.phase_proj[-1].register_forward_hook(lambda m, args, out: seen.append(out.shape))
     with torch.no_grad():
         for t in (1024, 1088):
             assert G(G.sample_latent(2, t), y, cond).shape == (2, 1, t)
@@ -645,3 +645,44 @@ def test_the_fft_equaliser_is_the_direct_convolution():
     out = eq(x, y, extra)
     assert out.shape == x.shape and torch.allclose(out, ref, atol=1e-4 * ref.abs().max().item(), rtol=0)
     assert not torch.allclose(out[:, :, -40:], torch.roll(ref, 7, dims=-1)[:, :, -40:], atol=1e-3)
+
+
+@pytest.mark.parametrize("upsample,out_upsample,res_blocks,length", [
+    ([4, 4], 4, [1, 1, 0], 1024),  # the fast body: the output layer is a transposed convolution
+    ([3, 2], 1, [0, 1, 2], 576),  # an odd stride (output_padding 1) and an ordinary output convolution
+])
+def test_the_channels_last_body_is_the_defined_one(upsample, out_upsample, res_blocks, length):
+    """ConvGenerator._body (2D convolutions on (B, W, 1, T) channels-last, sub-pixel upsampling, the phase
+    FiLM's 1 inside the projection) gives the numbers and the gradients of _body_1d (the modules on (B, W, T))
+    from the same weights; a wrong phase interleave or a shifted tap would not."""
+    from vibgan.config import ModelConfig
+    from vibgan.networks import _subpixel_weight, build_models, up_cl
+
+    cfg = ModelConfig(widths=[24, 16, 8], upsample=upsample, res_blocks=res_blocks, out_upsample=out_upsample,
+                      impulse_taps=16, noise_dim=8)
+    torch.manual_seed(0)
+    G, _ = build_models(cfg, n_classes=3, channels=2, length=length, fs=12000.0)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.normal_(0, 0.2)
+    y, cond = torch.tensor([0, 2, 1]), torch.tensor([[1797.0, 0.0], [900.0, 1.0], [1500.0, 2.0]])
+    latent = G.sample_latent(3, length, generator=torch.Generator().manual_seed(1))
+    outs, grads = [], []
+    for reference in (True, False):
+        G.reference_body = reference
+        x = G(latent, y, cond)
+        outs.append(x)
+        grads.append(torch.autograd.grad((x * torch.linspace(-1, 1, length)).square().sum(), list(G.parameters())))
+    ref, out = outs
+    assert out.shape == ref.shape == (3, 2, length)
+    assert ref.abs().max() > 1  # the body is far from zero, so the comparison means something
+    assert torch.allclose(out, ref, atol=1e-5 * ref.abs().max().item(), rtol=0)
+    for g_out, g_ref in zip(*grads[::-1]):
+        assert torch.allclose(g_out, g_ref, atol=1e-4 * g_ref.abs().max().item() + 1e-12, rtol=0)
+    # the sub-pixel form alone, at a length no level uses
+    up = G.ups[0][0]
+    h = torch.randn(3, up.in_channels, 17)
+    got = up_cl(up, h.unsqueeze(2).contiguous(memory_format=torch.channels_last)).squeeze(2)
+    assert torch.allclose(got, up(h), atol=1e-5, rtol=0)
+    w, _ = _subpixel_weight(up)
+    assert w.shape == (up.stride[0] * up.out_channels, up.in_channels, 1, 3)

@@ -103,7 +103,8 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.proj(e).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
+        g = self.proj(e)
+        gamma, beta = g.view(*g.shape, *([1] * (h.dim() - 2))).chunk(2, dim=1)  # (B, C, 1) or (B, C, 1, 1) each
         return h * (1 + gamma) + beta
 
 
@@ -116,8 +117,50 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv1d(channels, channels, kernel, padding=(kernel - 1) // 2)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        r = self.conv1(F.leaky_relu(self.film(h, e), 0.2))
-        return h + self.conv2(F.leaky_relu(r, 0.2))
+        """h (B, C, T), or (B, C, 1, T) in channels-last memory (``conv_cl``: the same result, faster on a CPU)."""
+        conv = (lambda m, x: m(x)) if h.dim() == 3 else conv_cl
+        r = conv(self.conv1, F.leaky_relu(self.film(h, e), 0.2))
+        return h + conv(self.conv2, F.leaky_relu(r, 0.2))
+
+
+def conv_cl(m: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``m(x)`` for x (B, C, 1, T) held channels-last, as a 2D convolution with a 1 x k kernel: the same
+    numbers, from the same weights, but oneDNN's channels-last kernels run small-channel 1D convolutions
+    1-4x faster on a CPU than its (B, C, T) ones (measured on 2 cores: 16 channels at 1,024 samples 7.3 ms
+    against 1.8 ms per batch of 64). The output is (B, C_out, 1, T_out), channels-last."""
+    return F.conv2d(x, m.weight.unsqueeze(2), m.bias, stride=(1, m.stride[0]), padding=(0, m.padding[0]),
+                    dilation=(1, m.dilation[0]))
+
+
+def _subpixel_weight(m: nn.ConvTranspose1d) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The transposed convolution ``m`` (kernel 2u, stride u, padding p) as an ordinary 3-tap convolution to
+    u x C_out channels, phase-major (channel r C_out + c is output channel c at samples q u + r): output sample
+    q u + r is sum_j x[q + j - 1] W[:, :, (1 - j) u + r + p] over j = 0, 1, 2 (taps outside the kernel are 0)."""
+    u, p, k = m.stride[0], m.padding[0], m.kernel_size[0]
+    w = m.weight  # (C_in, C_out, k)
+    ci, co = w.shape[0], w.shape[1]
+    span = 3 * u  # zero-padding on both sides, so every index below is a kernel tap or a zero
+    idx = (1 - torch.arange(3, device=w.device)) * u + torch.arange(u, device=w.device).unsqueeze(-1) + p + span
+    wp = F.pad(w, (span, span))[:, :, idx]  # (C_in, C_out, u, 3)
+    if k > 2 * u or p > u:  # pragma: no cover - the generator's layers are (2u, u, u // 2 + u % 2)
+        raise ConfigError(f"sub-pixel form: transposed convolution kernel {k}, stride {u}, padding {p} not supported")
+    wp = wp.permute(2, 1, 0, 3).reshape(u * co, ci, 1, 3)
+    return wp, (m.bias.repeat(u) if m.bias is not None else None)
+
+
+def up_cl(m: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+    """``m(x)`` for x (B, C, 1, L) held channels-last, as a sub-pixel convolution (Shi et al. 2016): one 3-tap
+    convolution to u x C_out channels at the input rate, whose channels-last result *is* the upsampled signal
+    (B, C_out, 1, u L) channels-last, without a copy. Exactly the transposed convolution (tested), 3x faster on
+    a CPU, because none of its products are with inserted zeros."""
+    u, co = m.stride[0], m.weight.shape[1]
+    pad_extra = m.output_padding[0] - u % 2  # 0 for the generator's layers: the output is exactly u L long
+    if pad_extra:  # pragma: no cover - guarded like _subpixel_weight
+        raise ConfigError("sub-pixel form: output_padding must be stride % 2")
+    w, b = _subpixel_weight(m)
+    out = F.conv2d(x, w, b, padding=(0, 1))  # (B, u C_out, 1, L) channels-last: memory (B, 1, L, u, C_out)
+    bsz, length = out.shape[0], out.shape[-1]
+    return out.permute(0, 2, 3, 1).reshape(bsz, 1, length * u, co).permute(0, 3, 1, 2)
 
 
 class ClassEqualizer(nn.Module):
@@ -193,7 +236,13 @@ class ClassProjection(nn.Module):
         self.weight = nn.Parameter(torch.zeros(n_classes, c_out, c_in))
         self.bias = nn.Parameter(torch.zeros(n_classes, c_out))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C_in, T) -> (B, C_out, T). With ``offset`` (C_out,), x is time-major with a column of ones
+        appended, (B, T, C_in + 1), and the result, plus ``offset``, is (B, C_out, 1, T) in channels-last
+        memory: one matrix product with the bias (and offset) as the weight of the ones column, no copies."""
+        if offset is not None:
+            w = torch.cat([self.weight[y].transpose(1, 2), (self.bias[y] + offset).unsqueeze(1)], dim=1)
+            return torch.bmm(x, w.to(x.dtype)).transpose(1, 2).unsqueeze(2)  # (B, T, C_out) as (B, C_out, 1, T)
         return torch.baddbmm(self.bias[y].to(x.dtype).unsqueeze(-1), self.weight[y].to(x.dtype), x)  # bias fused
 
 
@@ -374,6 +423,7 @@ class ConvGenerator(nn.Module):
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
         self.variety = bool(cfg.variety) and self.eq is not None
+        self.reference_body = False  # True: the body as (B, W, T) tensors through the modules (slower, same numbers)
         if self.variety:  # identity until vibgan.calibrate.calibrate_variety fits them to the real training windows
             # per class: a temperature on every noise input, a scale of the random speed slip (how much the speed
             # wanders from segment to segment), and the log-amplitude gain per unit of the segment's own random
@@ -423,16 +473,24 @@ class ConvGenerator(nn.Module):
         return (cond[:, :1].float() / 60.0) * self.ratios * slip
 
     def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
-                       step: int = 1) -> torch.Tensor:
+                       step: int = 1, time_major: bool = False) -> torch.Tensor:
         """sin, cos and a periodic pulse of the characteristic phases at every ``step``-th sample:
-        (B, 3K, length) for shaft rate rpm/60; inputs at or above 0.4 x the level's rate are zero (no aliasing)."""
+        (B, 3K, length) for shaft rate rpm/60; inputs at or above 0.4 x the level's rate are zero (no aliasing).
+        ``time_major``: the same numbers as (B, length, 3K + 1), the last column ones (a bias input)."""
         t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T_level,) s
         freq = self.characteristic_freqs(cond, slip)
-        phase = 2 * math.pi * freq.unsqueeze(-1) * t + phase0.unsqueeze(-1)  # (B, K, T_level)
+        ok = (freq * step < 0.4 * self.fs).float()  # (B, K) representable at this level
+        if time_major:  # time on dim 1, features on dim 2
+            freq, phase0, ok, t, dim = freq.unsqueeze(1), phase0.unsqueeze(1), ok.unsqueeze(1), t.unsqueeze(-1), 1
+        else:
+            freq, phase0, ok, dim = freq.unsqueeze(-1), phase0.unsqueeze(-1), ok.unsqueeze(-1), -1
+        phase = 2 * math.pi * freq * t + phase0  # (B, K, T_level) or (B, T_level, K)
         cos = torch.cos(phase)
         pulse = torch.exp(8.0 * (cos - 1.0))  # narrow bump once per period: harmonics, like impacts
-        ok = (freq * step < 0.4 * self.fs).float().unsqueeze(-1)  # (B, K, 1) representable at this level
-        return torch.cat([torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(-1, keepdim=True)) * ok], dim=1)
+        parts = [torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(dim, keepdim=True)) * ok]
+        if time_major:
+            return torch.cat([*parts, torch.ones_like(cos[..., :1])], dim=2)
+        return torch.cat(parts, dim=1)
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.finish(*self.sources(latent, y, cond), latent, y)
@@ -448,8 +506,51 @@ class ConvGenerator(nn.Module):
             z, fine = z * tau, fine * tau
             slip = 1 + (slip - 1) * self.slip_scale[y].to(slip.dtype).unsqueeze(-1)
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
-        h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
+        body = self._body_1d if self.reference_body else self._body
+        x = body(z, fine, e, y, cond, phase0, slip)  # (B, C, T), normalised units
+        if self.impulse is None:
+            return x, None
+        freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
+        seg, jitter = latent[4], latent[5]
+        if self.variety:
+            seg, jitter = seg * tau[:, 0], jitter * tau
+        return x, self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+
+    def _body(self, z: torch.Tensor, fine: torch.Tensor, e: torch.Tensor, y: torch.Tensor, cond: torch.Tensor,
+              phase0: torch.Tensor, slip: torch.Tensor) -> torch.Tensor:
+        """The convolutional body, every level held as (B, W, 1, T) in channels-last memory: ``_body_1d``'s
+        numbers from the same weights (tested), with 2D convolutions of 1 x k kernels (``conv_cl``) and the
+        transposed convolutions in sub-pixel form (``up_cl``), 2x faster on a CPU. -> (B, C, T) contiguous."""
+        cl = torch.channels_last
+        h = F.leaky_relu(conv_cl(self.inp, z.unsqueeze(2).contiguous(memory_format=cl)), 0.2)  # (B, W0, 1, T/hop)
+        fine = fine.unsqueeze(2)  # (B, 1, 1, T / out_upsample)
         step = self.hop  # in full-rate samples; the last level is at out_upsample
+        for level, blocks in enumerate(self.blocks):
+            if level:
+                step //= self.strides[level]
+                up = self.ups[level - 1]
+                h = conv_cl(up[2], F.leaky_relu(up_cl(up[0], h), up[1].negative_slope))
+                h = F.leaky_relu(h, 0.2)  # (B, W_level, 1, T/step)
+            noise = fine[..., :: step // self.out_upsample][..., : h.shape[-1]].to(h.dtype)
+            h = torch.addcmul(h, self.noise_gain[level].unsqueeze(-1).to(h.dtype), noise)
+            if self.phase_inputs:  # h (1 + scale) + shift, the 1 added inside the projection
+                ph = self.phase_features(cond, phase0, slip, h.shape[-1], step, time_major=True).to(h.dtype)
+                width = h.shape[1]
+                one = torch.cat([h.new_ones(width), h.new_zeros(width)])
+                scale1, shift = self.phase_proj[level](ph, y, offset=one).chunk(2, dim=1)
+                h = torch.addcmul(shift, h, scale1)
+            for block in blocks:
+                h = block(h, e)
+        h = F.leaky_relu(h, 0.2)
+        x = up_cl(self.out, h) if isinstance(self.out, nn.ConvTranspose1d) else conv_cl(self.out, h)
+        return x.squeeze(2).contiguous()
+
+    def _body_1d(self, z: torch.Tensor, fine: torch.Tensor, e: torch.Tensor, y: torch.Tensor, cond: torch.Tensor,
+                 phase0: torch.Tensor, slip: torch.Tensor) -> torch.Tensor:
+        """The body as defined, on (B, W, T) tensors through the modules themselves (``_body`` is tested
+        against it; ``reference_body = True`` runs it)."""
+        h = F.leaky_relu(self.inp(z), 0.2)  # (B, W0, T/hop)
+        step = self.hop
         for level, blocks in enumerate(self.blocks):
             if level:
                 step //= self.strides[level]
@@ -461,14 +562,7 @@ class ConvGenerator(nn.Module):
                 h = h * (1 + scale) + shift
             for block in blocks:
                 h = block(h, e)
-        x = self.out(F.leaky_relu(h, 0.2))  # (B, C, T), normalised units
-        if self.impulse is None:
-            return x, None
-        freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
-        seg, jitter = latent[4], latent[5]
-        if self.variety:
-            seg, jitter = seg * tau[:, 0], jitter * tau
-        return x, self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+        return self.out(F.leaky_relu(h, 0.2))
 
     def finish(self, x: torch.Tensor, imp: torch.Tensor | None, latent: tuple[torch.Tensor, ...],
                y: torch.Tensor) -> torch.Tensor:
