@@ -103,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--hdf5", type=int, nargs="*", default=[1000, 5000],
                    help="segments written by pipelines/generate.py, one child process each; two sizes give the rate "
                         "without start-up (default 1000 5000; none: skip)")
+    g.add_argument("--compile", action="store_true",
+                   help="also time each conv design through torch.compile (TrainedGenerator.compile, after its eager "
+                        "timings, in the same process) and generate.py --compile to HDF5")
     g.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
 
     v = sub.add_parser("validation", help="fidelity_report's seconds per 10,000 segments, its parts beside the "
@@ -770,30 +773,44 @@ def run_generation(args: argparse.Namespace) -> int:
                                              "out_upsample", "res_blocks", "noise_dim", "impulse_taps", "impulse_ms",
                                              "jitter_cell_ms", "hidden")},
                                    "parameters": sum(p.numel() for p in gen.model.parameters()), "batches": []}
-            for bs in args.batch:
-                r = time_generation(gen, args.n, bs)
-                r["peak_fraction"] = r["achieved_flops"] / peak["best_flops"]
-                row["batches"].append(r)
-                print(f"  {name} [batch {bs}]: {r['segments_per_s']:.0f} segments/s of {r['segment_length']}, "
-                      f"{r['realtime_factor']:.0f}x real time, {r['flops_per_segment'] / 1e9:.4f} GFLOP/segment, "
-                      f"{100 * r['peak_fraction']:.1f} % of the matmul peak")
+            modes = ["eager", "compiled"] if args.compile and cfg.model.kind == "conv1d" else ["eager"]
+            for mode in modes:
+                if mode == "compiled":  # after the eager timings: eager kernels slow down once inductor has run
+                    t = time.perf_counter()
+                    gen.compile()
+                    for bs in args.batch:  # one compilation per batch size, not timed below
+                        for _ in gen.iter_samples(gen.classes[-1], bs, batch_size=bs, seed=2):
+                            pass
+                    row["compile_s"] = time.perf_counter() - t
+                    print(f"  {name}: torch.compile of {len(args.batch)} batch sizes: {row['compile_s']:.0f} s")
+                for bs in args.batch:
+                    r = time_generation(gen, args.n, bs)
+                    r["peak_fraction"] = r["achieved_flops"] / peak["best_flops"]
+                    r["mode"] = mode
+                    row["batches"].append(r)
+                    print(f"  {name} [{mode}, batch {bs}]: {r['segments_per_s']:.0f} segments/s of "
+                          f"{r['segment_length']}, {r['realtime_factor']:.0f}x real time, "
+                          f"{r['flops_per_segment'] / 1e9:.4f} GFLOP/segment, "
+                          f"{100 * r['peak_fraction']:.1f} % of the matmul peak")
             if args.hdf5 and not name.endswith("sample-wise"):
-                row["hdf5"] = hdf5_rate(gen, args.hdf5, Path(tmp) / name, env)
-                h = row["hdf5"]
-                print(f"  {name}: generate.py to HDF5: " + ", ".join(
-                    f"{r['segments']} in {r['wall_s']:.1f} s" for r in h["runs"]) +
-                    (f"; {h['segments_per_s']:.0f} segments/s without start-up" if h.get("segments_per_s") else ""))
+                for mode in modes:
+                    key = "hdf5" if mode == "eager" else "hdf5_compiled"
+                    row[key] = hdf5_rate(gen, args.hdf5, Path(tmp) / name, env, compile=mode == "compiled")
+                    h = row[key]
+                    print(f"  {name}: generate.py{' --compile' if mode == 'compiled' else ''} to HDF5: " + ", ".join(
+                        f"{r['segments']} in {r['wall_s']:.1f} s" for r in h["runs"]) +
+                        (f"; {h['segments_per_s']:.0f} segments/s without start-up" if h.get("segments_per_s") else ""))
             rows.append(row)
     result = {"machine": machine(args.threads), "load_average_before": load_before, "load_average_after": _loadavg(),
               "matmul_peak": peak, "designs": rows}
     table = []
     for row in rows:
         for r in row["batches"]:
-            h = row.get("hdf5") or {}
-            table.append([row["design"], r["batch_size"], r["flops_per_segment"] / 1e9, r["segments_per_s"],
-                          r["realtime_factor"], 100 * r["peak_fraction"], h.get("segments_per_s"),
+            h = row.get("hdf5" if r.get("mode", "eager") == "eager" else "hdf5_compiled") or {}
+            table.append([row["design"], r.get("mode", "eager"), r["batch_size"], r["flops_per_segment"] / 1e9,
+                          r["segments_per_s"], r["realtime_factor"], 100 * r["peak_fraction"], h.get("segments_per_s"),
                           h.get("peak_rss_mb")])
-    _print_table(["design", "batch", "GFLOP/segment", "segments/s", "x real time (12 kHz)", "% matmul peak",
+    _print_table(["design", "mode", "batch", "GFLOP/segment", "segments/s", "x real time (12 kHz)", "% matmul peak",
                   "HDF5 segments/s", "HDF5 peak RSS MB"], table)
     print(f"load average before {load_before}, after {result['load_average_after']}")
     path = write_json(result, args.out, "generation")
@@ -805,15 +822,19 @@ def run_generation(args: argparse.Namespace) -> int:
     return 0
 
 
-def hdf5_rate(gen, sizes: list[int], tmp: Path, env: dict[str, str]) -> dict[str, Any]:
+def hdf5_rate(gen, sizes: list[int], tmp: Path, env: dict[str, str], compile: bool = False) -> dict[str, Any]:
     """pipelines/generate.py writing each number of segments (spread over the classes) to HDF5, in a child
-    process each: wall time and peak RSS; with two sizes, the rate from their difference (start-up excluded)."""
-    gdir = gen.save(tmp / "generator")
+    process each: wall time and peak RSS; with two sizes, the rate from their difference (start-up, and with
+    ``compile`` the compilation, excluded)."""
+    gdir = tmp / "generator"
+    if not gdir.is_dir():
+        gen.save(gdir)
     runs = []
     for n in sizes:
         per = max(1, math.ceil(n / len(gen.classes)))
         h5 = tmp / f"gen-{n}.h5"
-        cmd = ["--model", str(gdir), "--n", str(per), "--out", str(h5), "--seed", "0", "--no-progress"]
+        cmd = ["--model", str(gdir), "--n", str(per), "--out", str(h5), "--seed", "0", "--no-progress",
+               *(["--compile"] if compile else [])]
         r = peak_rss(ROOT / "pipelines" / "generate.py", cmd, env)
         r["segments"] = per * len(gen.classes)
         h5.unlink(missing_ok=True)
