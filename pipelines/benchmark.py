@@ -106,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--compile", action="store_true",
                    help="also time each conv design through torch.compile (TrainedGenerator.compile, after its eager "
                         "timings, in the same process) and generate.py --compile to HDF5")
+    g.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (the in-process timings; generate.py always calls "
+                        "vibgan.device.keep_freed_memory)")
     g.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
 
     v = sub.add_parser("validation", help="fidelity_report's seconds per 10,000 segments, its parts beside the "
@@ -751,8 +754,10 @@ def run_generation(args: argparse.Namespace) -> int:
     import torch
 
     from vibgan.datasets import prepare_data
+    from vibgan.device import keep_freed_memory
 
     torch.set_num_threads(args.threads)
+    kept = False if args.default_malloc else keep_freed_memory()  # as generate.py does
     if args.quick:
         args.n, args.batch, args.hdf5 = 64, [32], [64, 128]
     cwru = _cwru_dir(args)
@@ -802,7 +807,7 @@ def run_generation(args: argparse.Namespace) -> int:
                         (f"; {h['segments_per_s']:.0f} segments/s without start-up" if h.get("segments_per_s") else ""))
             rows.append(row)
     result = {"machine": machine(args.threads), "load_average_before": load_before, "load_average_after": _loadavg(),
-              "matmul_peak": peak, "designs": rows}
+              "matmul_peak": peak, "keep_freed_memory": kept, "designs": rows}
     table = []
     for row in rows:
         for r in row["batches"]:

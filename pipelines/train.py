@@ -60,6 +60,9 @@ def _interrupted(out: Path | None) -> str:
 def run(args: argparse.Namespace, out: dict | None = None) -> int:
     from vibgan import distributed
     from vibgan.config import load_config
+    from vibgan.device import keep_freed_memory
+
+    keep_freed_memory()  # this process is the job: reuse freed memory instead of faulting in fresh pages
 
     overrides = list(args.overrides)
     for flag, key in (("device", "train.device"), ("precision", "train.precision"), ("seed", "train.seed"),

@@ -385,3 +385,31 @@ def test_compiled_generation_equals_eager_and_compiles_once(model, gen, tmp_path
     assert not counters["recompiles"]  # one shape served both batches
     # and the comparison can fail: another seed is far off
     assert np.abs(g.signals[:4] - gen.sample("inner", 4, seed=99, batch_size=4)).max() > 0.1 * np.abs(want).max()
+
+
+def test_keep_freed_memory_stops_the_page_faults_of_each_batch():
+    """Each batch of a CPU forward pass frees and reallocates tensors of a few MB. With glibc's defaults freed
+    pages go back to the system and the next batch faults them in again; after keep_freed_memory they stay.
+    Measured in a child process each: minor page faults over 6 batches of 64 of a saved generator's
+    segments, after 3 batches of warm-up."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("keep_freed_memory acts on glibc only")
+    script = (
+        "import resource, sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from vibgan.device import keep_freed_memory\n"
+        "kept = keep_freed_memory() if sys.argv[1] == 'kept' else None\n"
+        "from vibgan.registry import load_generator\n"
+        "gen = load_generator(sys.argv[2])\n"
+        "for _ in gen.iter_samples(gen.classes[0], 192, batch_size=64, seed=0): pass\n"
+        "f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in gen.iter_samples(gen.classes[0], 384, batch_size=64, seed=1): pass\n"
+        "print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)\n")
+    runs = {}
+    for mode in ("default", "kept"):
+        out = subprocess.run([sys.executable, "-c", script, mode, str(FIXTURE_GENERATOR)], capture_output=True,
+                             text=True, check=True, cwd=ROOT)
+        kept, faults = out.stdout.split()[-2:]
+        runs[mode] = (kept, int(faults))
+    assert runs["kept"][0] == "True"
+    assert runs["kept"][1] < runs["default"][1] / 10, runs

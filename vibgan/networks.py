@@ -322,19 +322,25 @@ class ImpulsePath(nn.Module):
         w = torch.exp(log_amp) * valid
         # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
         to_j, to_prev = w * (1 - after) * (j < n), w * after * (j >= 1)
-        b = freq.shape[0]
-        trains = torch.zeros(b, K, n + 1, device=freq.device, dtype=torch.float32)
+        b, nfft = freq.shape[0], _fast_len(n)
+        # the trains at their FFT length already (zeros past n: no padding copy), with one slot more where
+        # nfft == n, for the impacts clamped to index n, which are not part of the trains
+        trains = torch.zeros(b, K, max(nfft, n + 1), device=freq.device, dtype=torch.float32)
         trains.scatter_add_(2, j.clamp(0, n), to_j)
         trains.scatter_add_(2, (j - 1).clamp(0, n), to_prev)
-        return self._convolve(trains[..., :n], y, length)
+        trains[..., n] = 0
+        return self._convolve(trains[..., :nfft], y, length, n)
 
-    def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int) -> torch.Tensor:
-        """Trains (B, K, n) through each class's kernels, summed over the trains: (B, C, length), the
-        samples L - 1 .. L - 2 + length of the linear convolution (an FFT of >= n points never wraps into them)."""
-        L, n = self.taps, trains.shape[-1]
+    def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int, n: int | None = None) -> torch.Tensor:
+        """Trains (B, K, n) (or zero-padded beyond n) through each class's kernels, summed over the trains:
+        (B, C, length), the samples L - 1 .. L - 2 + length of the linear convolution (an FFT of >= n points
+        never wraps into them)."""
+        L, n = self.taps, trains.shape[-1] if n is None else n
         nfft = _fast_len(n)
         classes, inverse = torch.unique(y, return_inverse=True)  # one kernel FFT per class present
-        kernels = torch.fft.rfft(self.kernel[classes].float(), nfft)[inverse]  # (B, C, K, F)
+        kernels = torch.fft.rfft(self.kernel[classes].float(), nfft)  # (classes, C, K, F)
+        if classes.numel() > 1:  # one class (a sampling request): broadcast, no (B, C, K, F) copy
+            kernels = kernels[inverse]
         spec = (torch.fft.rfft(trains, nfft).unsqueeze(1) * kernels).sum(dim=2)  # (B, C, F)
         return torch.fft.irfft(spec, nfft)[..., L - 1: L - 1 + length]  # (B, C, length)
 
