@@ -106,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--compile", action="store_true",
                    help="also time each conv design through torch.compile (TrainedGenerator.compile, after its eager "
                         "timings, in the same process) and generate.py --compile to HDF5")
+    g.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                   help="eager timings with each number of worker threads (iter_samples(workers=...); default 1 2)")
     g.add_argument("--default-malloc", action="store_true",
                    help="leave glibc's malloc as it is (the in-process timings; generate.py always calls "
                         "vibgan.device.keep_freed_memory)")
@@ -450,21 +452,27 @@ def untrained_generator(cfg, data, seed: int = 0):
     return TrainedGenerator(G, data.normalizer, generator_meta(cfg, data))
 
 
-def time_generation(gen, n: int, batch_size: int) -> dict[str, float]:
+def time_generation(gen, n: int, batch_size: int, flops_per_segment: float | None = None,
+                    workers: int = 1) -> dict[str, float]:
     """Segments/s and x real time of TrainedGenerator.iter_samples for n segments of the last class, and the
-    generator's model FLOPs per segment (FlopCounterMode on one warm-up batch)."""
+    generator's model FLOPs per segment (FlopCounterMode on one warm-up batch, unless given: a compiled
+    generator is counted through its eager model, as FlopCounterMode's hooks would make dynamo recompile)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     label = gen.classes[-1]
     b = min(n, batch_size)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        for _ in gen.iter_samples(label, b, batch_size=batch_size, seed=1):  # warm-up, counted
+    if flops_per_segment is None:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            for _ in gen.iter_samples(label, b, batch_size=batch_size, seed=1):  # warm-up, counted
+                pass
+        flops_per_segment = counter.get_total_flops() / b
+    else:
+        for _ in gen.iter_samples(label, b, batch_size=batch_size, seed=1):  # warm-up
             pass
-    flops_per_segment = counter.get_total_flops() / b
     t = time.perf_counter()
     done = 0
-    for x in gen.iter_samples(label, n, batch_size=batch_size, seed=0):
+    for x in gen.iter_samples(label, n, batch_size=batch_size, seed=0, workers=workers):
         done += len(x)
     dt = time.perf_counter() - t
     seg_s = done / dt
@@ -778,9 +786,11 @@ def run_generation(args: argparse.Namespace) -> int:
                                              "out_upsample", "res_blocks", "noise_dim", "impulse_taps", "impulse_ms",
                                              "jitter_cell_ms", "hidden")},
                                    "parameters": sum(p.numel() for p in gen.model.parameters()), "batches": []}
-            modes = ["eager", "compiled"] if args.compile and cfg.model.kind == "conv1d" else ["eager"]
+            eager_modes = [f"eager, {w} workers" if w > 1 else "eager" for w in args.workers]
+            modes = [*eager_modes, "compiled"] if args.compile and cfg.model.kind == "conv1d" else eager_modes
             for mode in modes:
                 if mode == "compiled":  # after the eager timings: eager kernels slow down once inductor has run
+                    torch._dynamo.reset()  # each design compiled afresh, never past dynamo's recompile limit
                     t = time.perf_counter()
                     gen.compile()
                     for bs in args.batch:  # one compilation per batch size, not timed below
@@ -789,7 +799,9 @@ def run_generation(args: argparse.Namespace) -> int:
                     row["compile_s"] = time.perf_counter() - t
                     print(f"  {name}: torch.compile of {len(args.batch)} batch sizes: {row['compile_s']:.0f} s")
                 for bs in args.batch:
-                    r = time_generation(gen, args.n, bs)
+                    eager = [r for r in row["batches"] if r["batch_size"] == bs]
+                    workers = int(mode.split(", ")[1].split()[0]) if mode.startswith("eager, ") else 1
+                    r = time_generation(gen, args.n, bs, eager[0]["flops_per_segment"] if eager else None, workers)
                     r["peak_fraction"] = r["achieved_flops"] / peak["best_flops"]
                     r["mode"] = mode
                     row["batches"].append(r)
@@ -798,7 +810,7 @@ def run_generation(args: argparse.Namespace) -> int:
                           f"{r['flops_per_segment'] / 1e9:.4f} GFLOP/segment, "
                           f"{100 * r['peak_fraction']:.1f} % of the matmul peak")
             if args.hdf5 and not name.endswith("sample-wise"):
-                for mode in modes:
+                for mode in ["eager", *(["compiled"] if "compiled" in modes else [])]:  # generate.py: its default workers
                     key = "hdf5" if mode == "eager" else "hdf5_compiled"
                     row[key] = hdf5_rate(gen, args.hdf5, Path(tmp) / name, env, compile=mode == "compiled")
                     h = row[key]
@@ -811,7 +823,7 @@ def run_generation(args: argparse.Namespace) -> int:
     table = []
     for row in rows:
         for r in row["batches"]:
-            h = row.get("hdf5" if r.get("mode", "eager") == "eager" else "hdf5_compiled") or {}
+            h = row.get("hdf5_compiled" if r.get("mode") == "compiled" else "hdf5") or {}
             table.append([row["design"], r.get("mode", "eager"), r["batch_size"], r["flops_per_segment"] / 1e9,
                           r["segments_per_s"], r["realtime_factor"], 100 * r["peak_fraction"], h.get("segments_per_s"),
                           h.get("peak_rss_mb")])

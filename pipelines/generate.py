@@ -37,11 +37,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--length", type=int, help="samples per segment (default: the training segment length)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn at random and recorded in the file)")
     p.add_argument("--batch-size", type=int, default=64,
-                   help="segments generated per batch (default 64: twice as fast as 256 on a 2-core CPU, cache-sized "
-                        "activations; the output does not depend on it)")
+                   help="segments generated per batch (default 64: cache-sized activations; the output does not "
+                        "depend on it)")
+    p.add_argument("--workers", type=int,
+                   help="threads computing batches side by side on a CPU, each with its share of the cores (default: 2 "
+                        "where there are 2 or more cores and no --compile, else 1; the output does not depend on it)")
     p.add_argument("--compile", action="store_true",
-                   help="run the network through torch.compile: about 40 s once per batch size and length (cached "
-                        "on disk), then nearly twice the segments/s for the fast generator (docs/BENCHMARKS.md)")
+                   help="run the network through torch.compile: 20-60 s once per batch size and length (cached on "
+                        "disk), for long runs; on 2 cores about as fast as the default 2 workers (docs/BENCHMARKS.md)")
     p.add_argument("--out", required=True, help="output HDF5 file (exchange format)")
     p.add_argument("--parquet", help="also write a Parquet file: one row per segment, one list column per channel")
     p.add_argument("--wav-dir", help="also write one float32 WAV file per segment into this new folder")
@@ -84,6 +87,8 @@ def check_request(args: argparse.Namespace) -> None:
         raise VibganError(f"--n {args.n}: expected at least 1 segment per label")
     if args.batch_size < 1:
         raise VibganError(f"--batch-size {args.batch_size}: expected at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise VibganError(f"--workers {args.workers}: expected at least 1")
     if args.rpm is not None and not (math.isfinite(args.rpm) and 0 <= args.rpm <= 100_000):
         raise VibganError(f"--rpm {args.rpm:g}: expected a shaft speed in 0-100000 rpm")
     if args.load_hp is not None and not (math.isfinite(args.load_hp) and 0 <= args.load_hp <= 10_000):
@@ -195,6 +200,10 @@ def run(args: argparse.Namespace) -> int:
                                                                      if args.tracking_uri else {}))
     if args.compile:
         gen.compile()
+    if args.workers is None:
+        import torch
+
+        args.workers = 2 if gen.device.type == "cpu" and torch.get_num_threads() >= 2 and not args.compile else 1
     jobs = plan(gen, args)
     need = check_space(jobs, len(gen.channels), args)
     total = sum(j["n"] for j in jobs)
@@ -225,7 +234,7 @@ def provenance(gen, args: argparse.Namespace, jobs: list[dict]) -> dict:
             "model_name": reg.get("name"), "model_version": reg.get("version"), "model_run_id": reg.get("run_id"),
             "generator": meta, "seed": args.seed, "seed_rule": "label i of the generator's classes uses seed + i",
             "request": [{k: j[k] for k in ("label", "n", "rpm", "load_hp", "length", "seed")} for j in jobs],
-            "batch_size": args.batch_size, "compiled": bool(args.compile), "device": args.device, "vibgan_version": vibgan.__version__,
+            "batch_size": args.batch_size, "workers": args.workers, "compiled": bool(args.compile), "device": args.device, "vibgan_version": vibgan.__version__,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join(["pipelines/generate.py", *sys.argv[1:]])}
 
@@ -245,19 +254,20 @@ def write_all(gen, jobs: list[dict], args: argparse.Namespace, prov: dict) -> No
                              expected_rows=total)
     try:
         with tqdm(total=total, unit="seg", desc="generate", disable=args.no_progress, dynamic_ncols=True) as bar:
-            for j in jobs:
-                done = 0
-                for x in gen.iter_samples(j["label"], j["n"], rpm=j["rpm"], load_hp=j["load_hp"], seed=j["seed"],
-                                          length=length, batch_size=args.batch_size):  # (b, C, T)
-                    writer.append(x, j["label"], j["rpm"], j["load_hp"])
-                    if pq is not None:
-                        pq.append(x, j, done)
-                    if wav is not None:
-                        wav.append(x, j["label"], done)
-                    done += len(x)
-                    bar.update(len(x))
-                    if _STOP["requested"]:  # a SIGTERM whose KeyboardInterrupt was swallowed
-                        raise KeyboardInterrupt
+            requests = [{"label": j["label"], "n": j["n"], "rpm": j["rpm"], "load_hp": j["load_hp"], "seed": j["seed"],
+                         "length": length} for j in jobs]
+            done = [0] * len(jobs)
+            for i, x in gen.iter_requests(requests, batch_size=args.batch_size, workers=args.workers):  # (b, C, T)
+                j = jobs[i]
+                writer.append(x, j["label"], j["rpm"], j["load_hp"])
+                if pq is not None:
+                    pq.append(x, j, done[i])
+                if wav is not None:
+                    wav.append(x, j["label"], done[i])
+                done[i] += len(x)
+                bar.update(len(x))
+                if _STOP["requested"]:  # a SIGTERM whose KeyboardInterrupt was swallowed
+                    raise KeyboardInterrupt
         if pq is not None:
             pq.close()
         if wav is not None:

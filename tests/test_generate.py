@@ -13,6 +13,7 @@ import pytest
 from helpers import TINY, load_script
 
 from vibgan import registry
+from vibgan.errors import VibganError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_GENERATOR = ROOT / "tests" / "fixtures" / "pre_split" / "generator"
@@ -113,6 +114,30 @@ def test_samples_depend_on_seed_and_index_not_on_batch_size(gen):
     assert np.array_equal(gen.sample("inner", 10, seed=9, batch_size=4), gen.sample("inner", 10, seed=9, batch_size=4))
     assert np.abs(gen.sample("inner", 150, seed=10) - b).max() > 0.1 * np.abs(b).max()  # another seed differs
     np.testing.assert_allclose(a[:64], gen.sample("inner", 64, seed=9), rtol=0, atol=1e-5 * np.abs(b).max())
+
+
+def test_workers_give_the_numbers_of_one_and_keep_the_order(gen):
+    """Batches computed on 2 threads come back in order with the numbers of 1 worker, across requests too
+    (iter_requests, what generate.py streams), and the intra-op thread count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    one = gen.sample("inner", 150, seed=9, batch_size=32)
+    two = gen.sample("inner", 150, seed=9, batch_size=32, workers=2)
+    assert torch.get_num_threads() == threads
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-5 * np.abs(one).max())
+    assert np.abs(two[32:64] - one[:32]).max() > 0.1 * np.abs(one).max()  # a batch out of place would show
+    reqs = [{"label": "inner", "n": 70, "seed": 9}, {"label": gen.classes[0], "n": 40, "seed": 3}]
+    got = list(gen.iter_requests(reqs, batch_size=32, workers=2))
+    assert [(i, len(x)) for i, x in got] == [(0, 32), (0, 32), (0, 6), (1, 32), (1, 8)]
+    np.testing.assert_allclose(np.concatenate([x for i, x in got if i == 0]), one[:70], rtol=0,
+                               atol=1e-5 * np.abs(one).max())
+    np.testing.assert_allclose(np.concatenate([x for i, x in got if i == 1]), gen.sample(gen.classes[0], 40, seed=3),
+                               rtol=0, atol=1e-5 * np.abs(one).max())
+    with pytest.raises(VibganError, match="workers must be a whole number >= 1"):
+        gen.sample("inner", 4, workers=0)
+    with pytest.raises(VibganError, match="unknown label"):  # every request is checked before any batch
+        list(gen.iter_requests([{"label": "inner", "n": 4}, {"label": "bogus", "n": 4}], workers=2))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -180,54 +180,111 @@ class TrainedGenerator:
                       "extrapolated, check its spectra before use", ExtrapolationWarning, stacklevel=4)
 
     def iter_samples(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
-                     seed: int | None = None, length: int | None = None, batch_size: int = 64):
-        """Yield arrays (b, C, T) in physical units, n segments in all, in batches (memory stays flat)."""
+                     seed: int | None = None, length: int | None = None, batch_size: int = 64, workers: int = 1):
+        """Yield arrays (b, C, T) in physical units, n segments in all, in batches (memory stays flat).
 
-        n, rpm, load_hp, length = self._check_request(label, n, rpm, load_hp, length)
+        ``workers`` > 1 (CPU, not compiled): that many threads compute batches side by side, each with
+        ``torch.get_num_threads() // workers`` intra-op threads (restored afterwards), and the batches are
+        yielded in order. The small convolutions of the fast generator parallelise better across batches than
+        within one (docs/BENCHMARKS.md, "Generation"). The numbers are those of ``workers = 1``."""
+        request = {"label": label, "n": n, "rpm": rpm, "load_hp": load_hp, "seed": seed, "length": length}
+        for _, x in self.iter_requests([request], batch_size=batch_size, workers=workers):
+            yield x
+
+    def iter_requests(self, requests: list[dict], *, batch_size: int = 64, workers: int = 1):
+        """``iter_samples`` for several requests (dicts of its arguments: label and n, optionally rpm, load_hp,
+        seed, length) in one stream, so that workers stay busy across them: yields (request index, (b, C, T))
+        in order. Every request is checked before the first batch is made."""
         if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or int(batch_size) < 1:
             raise VibganError(f"sample: batch_size must be a whole number >= 1, got {batch_size!r}")
+        if isinstance(workers, bool) or not hasattr(workers, "__index__") or int(workers) < 1:
+            raise VibganError(f"sample: workers must be a whole number >= 1, got {workers!r}")
+        batch_size = int(batch_size)
+        plans = [self._plan(r.get("label"), r.get("n"), r.get("rpm"), r.get("load_hp"), r.get("seed"),
+                            r.get("length"), batch_size) for r in requests]
+        work = [(i, start) for i, p in enumerate(plans) for start in range(0, p["n"], batch_size)]
+        compiled = getattr(self, "_compiled", None)
+        workers = min(int(workers), len(work))
+        if workers <= 1 or compiled is not None or self.device.type != "cpu":
+            blocks: dict[int, dict] = {i: {} for i in range(len(plans))}
+            for i, start in work:
+                yield i, self._batch(plans[i], start, blocks[i])
+            return
+        yield from self._threaded(plans, work, workers)
+
+    def _plan(self, label: str, n: int, rpm: float | None, load_hp: float | None, seed: int | None,
+              length: int | None, batch_size: int) -> dict:
+        """One checked request: n, rpm, load_hp, length, the class index and the base seed."""
+        n, rpm, load_hp, length = self._check_request(label, n, rpm, load_hp, length)
         try:
             base = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
             torch.Generator().manual_seed(base)
         except (TypeError, ValueError, OverflowError, RuntimeError):
             raise VibganError(f"sample: seed must be a whole number of at most 64 bits, got {seed!r}") from None
-        k = self.classes.index(label)
-        blocks: dict[int, tuple[torch.Tensor, ...]] = {}
+        return {"label": label, "n": n, "rpm": rpm, "load_hp": load_hp, "length": length, "base": base,
+                "k": self.classes.index(label), "batch_size": batch_size}
 
-        def latent(a: int, b: int) -> tuple[torch.Tensor, ...]:
-            """Noise of segments a..a+b-1: segment i's comes from block i // LATENT_BLOCK, seeded by
-            (seed, block), so the output depends on the seed and the index, never on batch_size."""
-            first, last = a // LATENT_BLOCK, (a + b - 1) // LATENT_BLOCK
-            for j in range(first, last + 1):
-                if j not in blocks:
-                    g = torch.Generator(device=self.device).manual_seed((base * 1_000_003 + j) % (2**63 - 1))
-                    blocks[j] = self.model.sample_latent(LATENT_BLOCK, length, g, self.device)
-            for j in [j for j in blocks if j < first]:
-                del blocks[j]
-            parts = [blocks[j] for j in range(first, last + 1)]
-            off = a - first * LATENT_BLOCK
-            return tuple(torch.cat([p[i] for p in parts])[off: off + b] for i in range(len(parts[0])))
+    def _latent(self, plan: dict, a: int, b: int, blocks: dict[int, tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """Noise of segments a..a+b-1: segment i's comes from block i // LATENT_BLOCK, seeded by (seed, block),
+        so the output depends on the seed and the index, never on batch_size or workers."""
+        first, last = a // LATENT_BLOCK, (a + b - 1) // LATENT_BLOCK
+        for j in range(first, last + 1):
+            if j not in blocks:
+                g = torch.Generator(device=self.device).manual_seed((plan["base"] * 1_000_003 + j) % (2**63 - 1))
+                blocks[j] = self.model.sample_latent(LATENT_BLOCK, plan["length"], g, self.device)
+        for j in [j for j in blocks if j < first]:
+            del blocks[j]
+        parts = [blocks[j] for j in range(first, last + 1)]
+        off = a - first * LATENT_BLOCK
+        return tuple(torch.cat([p[i] for p in parts])[off: off + b] for i in range(len(parts[0])))
 
-        done = 0
+    def _batch(self, plan: dict, done: int, blocks: dict[int, tuple[torch.Tensor, ...]]) -> np.ndarray:
+        """Segments done .. done + batch_size - 1 of a request (fewer at its end), in physical units."""
         compiled = getattr(self, "_compiled", None)
         net = self.model if compiled is None else compiled
+        b = min(plan["batch_size"], plan["n"] - done)
+        full = b if compiled is None else plan["batch_size"]  # compiled: one shape for every batch
+        label, rpm, load_hp = plan["label"], plan["rpm"], plan["load_hp"]
         with torch.inference_mode():
-            while done < n:
-                b = min(batch_size, n - done)
-                full = b if compiled is None else batch_size  # compiled: one shape for every batch
-                y = torch.full((full,), k, dtype=torch.long, device=self.device)
-                cond = torch.tensor([[rpm, load_hp]], dtype=torch.float32, device=self.device).expand(full, 2)
-                x = net(latent(done, full), y, cond)[:b].float()
-                x = self.normalizer.inverse(x, [label] * b, conds=(rpm, load_hp)) if self.normalizer is not None else x
-                yield x.cpu().numpy().astype("float32", copy=False)
-                done += b
+            y = torch.full((full,), plan["k"], dtype=torch.long, device=self.device)
+            cond = torch.tensor([[rpm, load_hp]], dtype=torch.float32, device=self.device).expand(full, 2)
+            x = net(self._latent(plan, done, full, blocks), y, cond)[:b].float()
+            x = self.normalizer.inverse(x, [label] * b, conds=(rpm, load_hp)) if self.normalizer is not None else x
+            return x.cpu().numpy().astype("float32", copy=False)
+
+    def _threaded(self, plans: list[dict], work: list[tuple[int, int]], workers: int):
+        """Every (request, start) batch on ``workers`` threads of 1/workers of the intra-op threads each,
+        yielded in order, at most 2 x workers batches in flight."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vibgan-sample") as pool:
+                pending: deque = deque()
+                try:
+                    for i, start in work:
+                        pending.append((i, pool.submit(self._batch, plans[i], start, {})))
+                        if len(pending) >= 2 * workers:
+                            j, f = pending.popleft()
+                            yield j, f.result()
+                    while pending:
+                        j, f = pending.popleft()
+                        yield j, f.result()
+                finally:
+                    for _, f in pending:  # a consumer that stops early (or an error): nothing more is computed
+                        f.cancel()
+        finally:
+            torch.set_num_threads(threads)
 
     def sample(self, label: str, n: int, *, rpm: float | None = None, load_hp: float | None = None,
-               seed: int | None = None, length: int | None = None, batch_size: int = 64):
+               seed: int | None = None, length: int | None = None, batch_size: int = 64, workers: int = 1):
         """n segments of ``label`` at (rpm, load_hp): ndarray (n, C, T) float32 in physical units.
 
         rpm and load_hp default to the first condition seen in training for that label; the same seed
         gives the same output. Requests over 2 GiB are refused: use iter_samples or pipelines/generate.py.
+        ``workers``: batches computed side by side on that many threads (``iter_samples``).
         """
 
         n, _, _, length = self._check_request(label, n, rpm, load_hp, length)
@@ -237,7 +294,8 @@ class TrainedGenerator:
                 f"sample: {n} x {length} samples would need {nbytes / 1024**3:.1f} GiB in memory (limit 2 GiB); "
                 "use iter_samples() or pipelines/generate.py, which write in batches")
         return np.concatenate(list(self.iter_samples(label, n, rpm=rpm, load_hp=load_hp, seed=seed,
-                                                     length=length, batch_size=batch_size)), axis=0)
+                                                     length=length, batch_size=batch_size, workers=workers)),
+                              axis=0)
 
     # ---- persistence: safetensors weights + JSON, no pickle -------------------------------------
     def save(self, directory: str | Path) -> Path:
