@@ -180,15 +180,15 @@ def test_bad_models_are_clear_errors(model, tmp_path, capsys):
 def test_failure_mid_generation_leaves_no_partial_file(model, tmp_path, monkeypatch, exc):
     from vibgan.generator import TrainedGenerator
 
-    real = TrainedGenerator.iter_samples
+    real = TrainedGenerator.iter_requests
 
-    def failing(self, *a, **k):
+    def failing(self, *a, **k):  # the third batch fails, while the two workers have more in flight
         for i, x in enumerate(real(self, *a, **k)):
             if i == 2:
                 raise exc
             yield x
 
-    monkeypatch.setattr(TrainedGenerator, "iter_samples", failing)
+    monkeypatch.setattr(TrainedGenerator, "iter_requests", failing)
     out = tmp_path / "gen.h5"
     out.write_bytes(b"the previous file")
     args = ["--model", str(model), "--n", "8", "--batch-size", "2", "--out", str(out), "--parquet",
@@ -299,14 +299,14 @@ def test_a_sigterm_swallowed_inside_a_finaliser_still_stops_the_write(tmp_path):
     class FakeGen:
         channels, fs, units = ["DE"], 12000.0, "g"
 
-        def iter_samples(self, label, n, **kw):
-            for i in range(n // 4):
+        def iter_requests(self, requests, **kw):
+            for i in range(requests[0]["n"] // 4):
                 if i == 2:
                     Finaliser()  # dropped at once: the handler runs inside __del__
-                yield np.zeros((4, 1, 64), np.float32)
+                yield 0, np.zeros((4, 1, 64), np.float32)
 
     out = tmp_path / "gen.h5"
-    args = SimpleNamespace(out=str(out), parquet=None, wav_dir=None, no_progress=True, batch_size=4)
+    args = SimpleNamespace(out=str(out), parquet=None, wav_dir=None, no_progress=True, batch_size=4, workers=1)
     jobs = [{"label": "inner", "n": 400, "rpm": 1797.0, "load_hp": 0.0, "seed": 0, "length": 64}]
     cli._STOP["requested"] = False
     try:
