@@ -786,9 +786,10 @@ def run_generation(args: argparse.Namespace) -> int:
                                              "out_upsample", "res_blocks", "noise_dim", "impulse_taps", "impulse_ms",
                                              "jitter_cell_ms", "hidden")},
                                    "parameters": sum(p.numel() for p in gen.model.parameters()), "batches": []}
-            eager_modes = [f"eager, {w} workers" if w > 1 else "eager" for w in args.workers]
-            modes = [*eager_modes, "compiled"] if args.compile and cfg.model.kind == "conv1d" else eager_modes
-            for mode in modes:
+            modes = [(f"eager, {w} workers" if w > 1 else "eager", w) for w in args.workers]  # (name, workers)
+            if args.compile and cfg.model.kind == "conv1d":
+                modes.append(("compiled", 1))
+            for mode, workers in modes:
                 if mode == "compiled":  # after the eager timings: eager kernels slow down once inductor has run
                     torch._dynamo.reset()  # each design compiled afresh, never past dynamo's recompile limit
                     t = time.perf_counter()
@@ -800,7 +801,6 @@ def run_generation(args: argparse.Namespace) -> int:
                     print(f"  {name}: torch.compile of {len(args.batch)} batch sizes: {row['compile_s']:.0f} s")
                 for bs in args.batch:
                     eager = [r for r in row["batches"] if r["batch_size"] == bs]
-                    workers = int(mode.split(", ")[1].split()[0]) if mode.startswith("eager, ") else 1
                     r = time_generation(gen, args.n, bs, eager[0]["flops_per_segment"] if eager else None, workers)
                     r["peak_fraction"] = r["achieved_flops"] / peak["best_flops"]
                     r["mode"] = mode
@@ -810,7 +810,7 @@ def run_generation(args: argparse.Namespace) -> int:
                           f"{r['flops_per_segment'] / 1e9:.4f} GFLOP/segment, "
                           f"{100 * r['peak_fraction']:.1f} % of the matmul peak")
             if args.hdf5 and not name.endswith("sample-wise"):
-                for mode in ["eager", *(["compiled"] if "compiled" in modes else [])]:  # generate.py: its default workers
+                for mode in ["eager", *(["compiled"] if ("compiled", 1) in modes else [])]:  # generate.py's default workers
                     key = "hdf5" if mode == "eager" else "hdf5_compiled"
                     row[key] = hdf5_rate(gen, args.hdf5, Path(tmp) / name, env, compile=mode == "compiled")
                     h = row[key]

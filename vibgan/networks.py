@@ -137,14 +137,13 @@ def _subpixel_weight(m: nn.ConvTranspose1d) -> tuple[torch.Tensor, torch.Tensor 
     u x C_out channels, phase-major (channel r C_out + c is output channel c at samples q u + r): output sample
     q u + r is sum_j x[q + j - 1] W[:, :, (1 - j) u + r + p] over j = 0, 1, 2 (taps outside the kernel are 0)."""
     u, p, k = m.stride[0], m.padding[0], m.kernel_size[0]
+    if k > 2 * u or p > u:  # pragma: no cover - the generator's layers are (2u, u, u // 2 + u % 2)
+        raise ConfigError(f"sub-pixel form: transposed convolution kernel {k}, stride {u}, padding {p} not supported")
     w = m.weight  # (C_in, C_out, k)
     ci, co = w.shape[0], w.shape[1]
     span = 3 * u  # zero-padding on both sides, so every index below is a kernel tap or a zero
     idx = (1 - torch.arange(3, device=w.device)) * u + torch.arange(u, device=w.device).unsqueeze(-1) + p + span
-    wp = F.pad(w, (span, span))[:, :, idx]  # (C_in, C_out, u, 3)
-    if k > 2 * u or p > u:  # pragma: no cover - the generator's layers are (2u, u, u // 2 + u % 2)
-        raise ConfigError(f"sub-pixel form: transposed convolution kernel {k}, stride {u}, padding {p} not supported")
-    wp = wp.permute(2, 1, 0, 3).reshape(u * co, ci, 1, 3)
+    wp = F.pad(w, (span, span))[:, :, idx].permute(2, 1, 0, 3).reshape(u * co, ci, 1, 3)  # from (C_in, C_out, u, 3)
     return wp, (m.bias.repeat(u) if m.bias is not None else None)
 
 
@@ -331,12 +330,11 @@ class ImpulsePath(nn.Module):
         trains[..., n] = 0
         return self._convolve(trains[..., :nfft], y, length, n)
 
-    def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int, n: int | None = None) -> torch.Tensor:
-        """Trains (B, K, n) (or zero-padded beyond n) through each class's kernels, summed over the trains:
-        (B, C, length), the samples L - 1 .. L - 2 + length of the linear convolution (an FFT of >= n points
-        never wraps into them)."""
-        L, n = self.taps, trains.shape[-1] if n is None else n
-        nfft = _fast_len(n)
+    def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int, n: int) -> torch.Tensor:
+        """Trains of n samples, zero-padded to at most their FFT length (B, K, <= _fast_len(n)), through each
+        class's kernels, summed over the trains: (B, C, length), the samples L - 1 .. L - 2 + length of the
+        linear convolution (an FFT of >= n points never wraps into them)."""
+        L, nfft = self.taps, _fast_len(n)
         classes, inverse = torch.unique(y, return_inverse=True)  # one kernel FFT per class present
         kernels = torch.fft.rfft(self.kernel[classes].float(), nfft)  # (classes, C, K, F)
         if classes.numel() > 1:  # one class (a sampling request): broadcast, no (B, C, K, F) copy
