@@ -39,6 +39,10 @@ def test_the_impulse_path_length_follows_the_rate(name, fs, taps):
     assert g.impulse.kernel.shape[-1] == taps
     with pytest.raises(ConfigError, match=r"model.impulse_ms = 150.0; expected at most 85 ms at data.fs = 48000 Hz"):
         load_config(CONFIGS / name, ["data.fs=48000", "model.impulse_ms=150", "model.impulse_taps=0"])
+    with pytest.raises(ConfigError, match=r"model.impulse_trains = 'bpfo'; expected one of 'all', 'fault'"):
+        load_config(CONFIGS / name, ["model.impulse_trains='bpfo'"])
+    with pytest.raises(ConfigError, match=r"model.impulse_decay_ms = -1.0; expected a number of milliseconds"):
+        load_config(CONFIGS / name, ["model.impulse_decay_ms=-1.0"])
     bare = load_config(CONFIGS / name, ["model.impulse_ms=0", "model.impulse_taps=0"])
     assert ConvGenerator(2, 1, fs, bare.model).impulse is None
 

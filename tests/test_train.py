@@ -325,6 +325,47 @@ def test_impulse_path_trains_and_survives_save_and_load(tmp_path):
     assert np.abs(loaded.sample("inner", 4, seed=3) - a).max() > 1e-4
 
 
+def test_train_mask_gives_each_fault_type_its_own_train():
+    """fr, FTF, BPFO, BPFI, 2 x BSF: outer BPFO, inner BPFI, ball 2 x BSF, normal none, unknown all."""
+    from vibgan.networks import train_mask
+
+    m = train_mask(["normal", "inner", "outer", "ball", None, "other"])
+    assert m.tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 1], [1] * 5, [1] * 5]
+
+
+def test_fault_trains_and_ring_down_train_and_survive_save_and_load(tmp_path):
+    """model.impulse_trains = "fault": the healthy class gets no impacts (its path output is exactly zero) and
+    the inner-race class only BPFI's; model.impulse_decay_ms weights tap i by exp(-t_i / decay). Both come
+    back with the saved generator, and a model saved without the mask loads with every train on."""
+    from vibgan.generator import TrainedGenerator
+
+    cfg = small_cfg(tmp_path, "train.steps=3", "model.impulse_taps=64", "model.impulse_trains='fault'",
+                    "model.impulse_decay_ms=1.0", "train.lambdas.spectral=0.0", "train.lambdas.envelope=1.0")
+    data = prepare_data(cfg)
+    assert data.class_faults() == ["normal", "inner"]
+    res = train(cfg, data, MemoryTracker())
+    G = res.generator.model
+    assert G.impulse.train_mask.tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 1, 0]]
+    np.testing.assert_allclose(G.impulse.taper.numpy(), np.exp(-np.arange(64) / 12.0), rtol=1e-6)
+    k = G.impulse.kernels().detach()
+    assert k[0].abs().max() == 0 and k[1, :, [0, 1, 2, 4]].abs().max() == 0
+    assert k[1, :, 3].abs().max() > 0  # the lr_impulse group moved the BPFI kernel
+    raw = G.impulse.kernel.detach()[1, 0, 3]
+    np.testing.assert_allclose(k[1, 0, 3].numpy(), (raw * torch.exp(-torch.arange(64) / 12.0)).numpy(), rtol=1e-6)
+    latent = G.sample_latent(4, 1024)
+    cond = torch.tensor([[1797.0, 0.0]] * 4)
+    with torch.no_grad():
+        _, imp = G.sources(latent, torch.tensor([0, 0, 1, 1]), cond)
+    assert imp[:2].abs().max() == 0 and imp[2:].abs().max() > 0
+    loaded = TrainedGenerator.load(res.generator_dir)
+    np.testing.assert_array_equal(res.generator.sample("inner", 4, seed=3), loaded.sample("inner", 4, seed=3))
+    assert loaded.model.impulse.train_mask.tolist() == G.impulse.train_mask.tolist()
+    from vibgan.networks import with_optional_buffers
+
+    weights = {k: v for k, v in G.state_dict().items() if k != "impulse.train_mask"}  # saved before the mask
+    assert with_optional_buffers(G, weights)["impulse.train_mask"].tolist() == [[1.0] * 5] * 2
+
+
 def test_a_fresh_run_sets_an_earlier_runs_checkpoints_aside(tmp_path, capsys):
     """Rerunning into the same out folder without --resume: the earlier run's checkpoints move to
     checkpoints/previous/, not mixed with the new run's (they would sort after its early ones: pruning would

@@ -22,6 +22,9 @@ from vibgan.device import PRECISIONS
 from vibgan.errors import ConfigError, VibganError
 from vibgan.losses import ADVERSARIAL, LAMBDA_NAMES
 
+#: model.impulse_trains: every train for every class, or each class's own fault train (vibgan.networks.train_mask)
+IMPULSE_TRAINS = ("all", "fault")
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -111,6 +114,13 @@ class ModelConfig:
     # the impulse path's per-impact random gains: one number per this many ms of signal (0: one per sample, as
     # models saved before it); impacts of one train share a number only above 1000 / jitter_cell_ms Hz
     jitter_cell_ms: float = 0.0
+    # which impulse trains a class may use: "all" (fr, FTF, BPFO, BPFI and 2 x BSF for every class, as models
+    # saved before it) or "fault": a class of known fault type only its own train (inner BPFI, outer BPFO, ball
+    # 2 x BSF), a normal class none, a class of unknown type ("other", no fault in its meta) all of them
+    impulse_trains: str = "all"
+    # the impulse responses' ring-down prior: tap i weighted by exp(-t_i / impulse_decay_ms), so the learned kernels
+    # ring down like a struck structure (0: flat, as models saved before it)
+    impulse_decay_ms: float = 0.0
     # conv1d: per-class variety knobs, fitted at the end of training on the training part (vibgan.calibrate.
     # calibrate_variety): a noise temperature, a speed-slip scale, a per-segment random spectral gain along the
     # real windows' main mode of variation and, with impulse_taps, the impulse path's gain
@@ -458,6 +468,12 @@ def check(cfg: Config, source: str = "config") -> None:
         elif d.fs and m.impulse_length(d.fs) > 4096:
             bad("model.impulse_ms", f"at most {4096_000 / d.fs:.0f} ms at data.fs = {d.fs:g} Hz (4,096 taps)",
                 m.impulse_ms)
+        if isinstance(m.impulse_decay_ms, bool) or not isinstance(m.impulse_decay_ms, (int, float)) \
+                or not 0 <= m.impulse_decay_ms <= 200:
+            bad("model.impulse_decay_ms", "a number of milliseconds in 0-200 (0: no ring-down taper)",
+                m.impulse_decay_ms)
+        if m.impulse_trains not in IMPULSE_TRAINS:
+            bad("model.impulse_trains", f"one of {', '.join(map(repr, IMPULSE_TRAINS))}", m.impulse_trains)
         if m.variety and not m.equalizer:
             bad("model.variety", "false unless model.equalizer is true (the segment gains act through it)", m.variety)
     if t.steps < 0:

@@ -312,6 +312,14 @@ class TrainData:
         self.group_names = [self.classes[k] if per_class[k] == 1 else f"{self.classes[k]}@{rpm:g}rpm"
                             for k, rpm, _ in uniq]
 
+    def class_faults(self) -> list[str | None]:
+        """Each class's fault type (normal, inner, outer, ball) from its recordings' meta, None where unknown."""
+        out: dict[str, str | None] = {c: None for c in self.classes}
+        for rec in self.train_parts:
+            if out.get(rec.label) is None and rec.meta.get("fault") in FAULTS:
+                out[rec.label] = rec.meta["fault"]
+        return [out[c] for c in self.classes]
+
     def class_fault_freqs(self) -> dict[str, float | None]:
         """label -> its characteristic fault frequency (Hz) at its first training speed, None for normal or
         unknown fault types (the fault type comes from each recording's meta)."""

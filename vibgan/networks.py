@@ -254,6 +254,24 @@ def _impact_slots(count: torch.Tensor) -> int:
     return -(-m // 16) * 16
 
 
+#: the impulse train (index into ``characteristic_ratios``: fr, FTF, BPFO, BPFI, 2 x BSF) of each fault type
+FAULT_TRAIN = {"outer": 2, "inner": 3, "ball": 4}
+
+
+def train_mask(faults: list[str | None], n_trains: int = 5) -> torch.Tensor:
+    """(classes, trains) 0/1: which impulse trains each class may use (``model.impulse_trains = "fault"``). A
+    class of a known fault type gets its own train, a normal class none, and a class of unknown type (None or
+    "other") all of them."""
+    mask = torch.ones(len(faults), n_trains)
+    for k, fault in enumerate(faults):
+        if fault == "normal":
+            mask[k] = 0
+        elif fault in FAULT_TRAIN:
+            mask[k] = 0
+            mask[k, FAULT_TRAIN[fault]] = 1
+    return mask
+
+
 class ImpulsePath(nn.Module):
     """Deterministic impacts, the McFadden-Smith bearing model: at each characteristic frequency a train of
     unit impulses, each placed to a fraction of a sample (split linearly between its two neighbours),
@@ -265,13 +283,19 @@ class ImpulsePath(nn.Module):
     """
     HARMONICS = 2  # modulation harmonics of the shaft and cage rates
 
-    def __init__(self, n_classes: int, n_trains: int, out_channels: int, taps: int, cell: int = 1) -> None:
+    def __init__(self, n_classes: int, n_trains: int, out_channels: int, taps: int, cell: int = 1,
+                 decay: float = 0.0) -> None:
         super().__init__()
         self.taps, self.cell = taps, int(cell)
+        # the kernels' ring-down prior: tap i weighted by exp(-i / decay) (decay in samples; 0: flat, as before)
+        taper = torch.exp(-torch.arange(taps, dtype=torch.float32) / decay) if decay > 0 else torch.ones(taps)
+        self.register_buffer("taper", taper, persistent=False)  # from the config, not part of the weights
         self.kernel = nn.Parameter(torch.zeros(n_classes, out_channels, n_trains, taps))
         self.mod = nn.Parameter(torch.zeros(n_classes, n_trains, 4 * self.HARMONICS))
         # log of the per-segment and per-impact log-gain standard deviations: (K, 2, trains)
         self.log_sigma = nn.Parameter(torch.full((n_classes, 2, n_trains), math.log(0.1)))
+        # which trains each class may use (train_mask); ones: all, as models saved before it
+        self.register_buffer("train_mask", torch.ones(n_classes, n_trains))
 
     def forward(self, y: torch.Tensor, freq: torch.Tensor, phase0: torch.Tensor, seg: torch.Tensor,
                 jitter: torch.Tensor, fs: float, length: int) -> torch.Tensor:
@@ -330,13 +354,19 @@ class ImpulsePath(nn.Module):
         trains[..., n] = 0
         return self._convolve(trains[..., :nfft], y, length, n)
 
+    def kernels(self, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """The impulse responses in use, (classes, C, trains, taps) float32: the learned kernels of ``classes``
+        (all where None) through the train mask and the ring-down taper."""
+        k, mask = (self.kernel, self.train_mask) if classes is None else (self.kernel[classes], self.train_mask[classes])
+        return k.float() * mask[:, None, :, None] * self.taper
+
     def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int, n: int) -> torch.Tensor:
         """Trains of n samples, zero-padded to at most their FFT length (B, K, <= _fast_len(n)), through each
         class's kernels, summed over the trains: (B, C, length), the samples L - 1 .. L - 2 + length of the
         linear convolution (an FFT of >= n points never wraps into them)."""
         L, nfft = self.taps, _fast_len(n)
         classes, inverse = torch.unique(y, return_inverse=True)  # one kernel FFT per class present
-        kernels = torch.fft.rfft(self.kernel[classes].float(), nfft)  # (classes, C, K, F)
+        kernels = torch.fft.rfft(self.kernels(classes), nfft)  # (classes, C, K, F)
         if classes.numel() > 1:  # one class (a sampling request): broadcast, no (B, C, K, F) copy
             kernels = kernels[inverse]
         spec = (torch.fft.rfft(trains, nfft).unsqueeze(1) * kernels).sum(dim=2)  # (B, C, F)
@@ -367,7 +397,7 @@ class ImpulsePath(nn.Module):
         # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
         trains = (w * (1 - after))[..., :n] + (w * after)[..., 1:]  # (B, K, n)
         nfft = 1 << (n - 1).bit_length()  # >= n: the part kept below never wraps around
-        kernels = torch.fft.rfft(self.kernel.float(), nfft)[y]  # one FFT per class, not per segment: (B, C, K, F)
+        kernels = torch.fft.rfft(self.kernels(), nfft)[y]  # one FFT per class, not per segment: (B, C, K, F)
         spec = torch.fft.rfft(trains, nfft).unsqueeze(1) * kernels
         return torch.fft.irfft(spec.sum(dim=2), nfft)[..., L - 1: L - 1 + length]  # (B, C, length)
 
@@ -423,7 +453,8 @@ class ConvGenerator(nn.Module):
             self.out = nn.Conv1d(cfg.widths[-1], out_channels, k, padding=k // 2)
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
         taps = impulse_taps(cfg, fs)
-        self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, taps, jitter_cell(cfg, fs)) if taps else None
+        self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, taps, jitter_cell(cfg, fs),
+                                   cfg.impulse_decay_ms * fs / 1000.0) if taps else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
         self.variety = bool(cfg.variety) and self.eq is not None
@@ -625,13 +656,20 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 def build_models(cfg: ModelConfig, *, n_classes: int, channels: int, length: int, fs: float,
-                 geometry: str = "6205") -> tuple[nn.Module, nn.Module]:
-    """Generator and discriminator for a model config, the number of classes, channels and segment length."""
+                 geometry: str = "6205", faults: list[str | None] | None = None) -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator for a model config, the number of classes, channels and segment length;
+    ``faults`` (each class's fault type, None where unknown) sets the impulse path's trains where
+    ``cfg.impulse_trains`` is "fault"."""
     if cfg.kind == "mlp":
         g = MLPGenerator(cfg.noise_dim, cfg.hidden, channels, length, n_classes, cfg.out_activation, cfg.noise)
         d = MLPDiscriminator(channels, length, cfg.d_hidden, n_classes, cfg.d_dropout)
     elif cfg.kind == "conv1d":
         g = ConvGenerator(n_classes, channels, fs, cfg, geometry)
+        if g.impulse is not None and cfg.impulse_trains == "fault" and faults is not None:  # None: from the weights
+            if len(faults) != n_classes:
+                raise ConfigError(f"model.impulse_trains = 'fault': needs each of the {n_classes} classes' fault type, "
+                                  f"got {faults!r}")
+            g.impulse.train_mask.copy_(train_mask(faults, len(g.ratios)))
         d = MultiScaleDiscriminator(channels, n_classes, cfg)
     else:  # pragma: no cover - config.check refuses it first
         raise ConfigError(f"model.kind: unknown kind {cfg.kind!r}")
@@ -644,7 +682,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 #: knobs added after models were saved, with their identity value: loaded at it where saved weights lack them
-OPTIONAL_BUFFERS = {"impulse_gain": 1.0}
+OPTIONAL_BUFFERS = {"impulse_gain": 1.0, "impulse.train_mask": 1.0}
 
 
 def with_optional_buffers(module: nn.Module, weights: dict) -> dict:
