@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -727,3 +729,28 @@ def test_the_channels_last_body_is_the_defined_one(upsample, out_upsample, res_b
     assert torch.allclose(got, up(h), atol=1e-5, rtol=0)
     w, _ = _subpixel_weight(up)
     assert w.shape == (up.stride[0] * up.out_channels, up.in_channels, 1, 3)
+
+
+def test_impulse_speed_exponent_scales_the_impacts_with_speed_and_old_weights_load_without_it():
+    """model.impulse_speed_exp: every impact's amplitude is (shaft rate / ref_hz) ** exp, so at twice the reference
+    speed the path's output (the same latent) is 2 ** exp times as large in amplitude per impact; 0 leaves it."""
+    from vibgan.config import ModelConfig
+    from vibgan.networks import build_models, with_optional_buffers
+
+    cfg = ModelConfig(impulse_taps=32, impulse_speed_exp=1.5)
+    G, _ = build_models(cfg, n_classes=2, channels=1, length=1024, fs=12000.0, ref_rpm=1200.0)
+    assert float(G.impulse.ref_hz) == 20.0 and G.impulse.speed_exp.tolist() == [1.5, 1.5]
+    with torch.no_grad():
+        G.impulse.kernel.normal_()
+    y = torch.tensor([1])
+    freq = torch.tensor([[20.0, 8.0, 70.0, 110.0, 90.0]])
+    args = (torch.zeros(1, 5), torch.zeros(1, 5), torch.zeros(1, 5, 2000), 12000.0, 1024)
+    one = G.impulse(y, freq, *args)
+    # the same trains at the same sample positions need the same frequencies: compare the log-gain directly
+    assert float(G.impulse._speed_gain(y, freq * 2)) == pytest.approx(1.5 * math.log(2.0), rel=1e-6)
+    G.impulse.speed_exp.zero_()
+    assert torch.equal(G.impulse(y, freq, *args), one)  # at the reference speed the exponent changes nothing
+    assert float(G.impulse._speed_gain(y, freq * 2)) == 0.0
+    weights = {k: v for k, v in G.state_dict().items() if k not in ("impulse.speed_exp", "impulse.ref_hz")}
+    full = with_optional_buffers(G, weights)
+    assert full["impulse.speed_exp"].tolist() == [0.0, 0.0] and float(full["impulse.ref_hz"]) == 1.0

@@ -121,6 +121,10 @@ class ModelConfig:
     # the impulse responses' ring-down prior: tap i weighted by exp(-t_i / impulse_decay_ms), so the learned kernels
     # ring down like a struck structure (0: flat, as models saved before it)
     impulse_decay_ms: float = 0.0
+    # the impacts' amplitude grows with speed as (shaft rate / the training data's mean shaft rate) ** this, a
+    # physical prior (strike energy grows with rolling speed: amplitude ~ speed, exponent 1); 0: the same
+    # amplitude at every speed, as models saved before it
+    impulse_speed_exp: float = 0.0
     # conv1d: per-class variety knobs, fitted at the end of training on the training part (vibgan.calibrate.
     # calibrate_variety): a noise temperature, a speed-slip scale, a per-segment random spectral gain along the
     # real windows' main mode of variation and, with impulse_taps, the impulse path's gain
@@ -472,6 +476,10 @@ def check(cfg: Config, source: str = "config") -> None:
                 or not 0 <= m.impulse_decay_ms <= 200:
             bad("model.impulse_decay_ms", "a number of milliseconds in 0-200 (0: no ring-down taper)",
                 m.impulse_decay_ms)
+        if isinstance(m.impulse_speed_exp, bool) or not isinstance(m.impulse_speed_exp, (int, float)) \
+                or not 0 <= m.impulse_speed_exp <= 4:
+            bad("model.impulse_speed_exp", "a number in 0-4 (impact amplitude ~ speed ** it; 0: independent of speed)",
+                m.impulse_speed_exp)
         if m.impulse_trains not in IMPULSE_TRAINS:
             bad("model.impulse_trains", f"one of {', '.join(map(repr, IMPULSE_TRAINS))}", m.impulse_trains)
         if m.variety and not m.equalizer:

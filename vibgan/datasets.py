@@ -320,6 +320,12 @@ class TrainData:
                 out[rec.label] = rec.meta["fault"]
         return [out[c] for c in self.classes]
 
+    def mean_rpm(self) -> float | None:
+        """The geometric mean of the (class, condition) groups' speeds in rpm, None where no group has one."""
+        rpm = self.group_cond[:, 0].double()
+        rpm = rpm[rpm > 0]
+        return float(torch.exp(torch.log(rpm).mean())) if len(rpm) else None
+
     def class_fault_freqs(self) -> dict[str, float | None]:
         """label -> its characteristic fault frequency (Hz) at its first training speed, None for normal or
         unknown fault types (the fault type comes from each recording's meta)."""

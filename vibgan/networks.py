@@ -284,7 +284,7 @@ class ImpulsePath(nn.Module):
     HARMONICS = 2  # modulation harmonics of the shaft and cage rates
 
     def __init__(self, n_classes: int, n_trains: int, out_channels: int, taps: int, cell: int = 1,
-                 decay: float = 0.0) -> None:
+                 decay: float = 0.0, speed_exp: float = 0.0) -> None:
         super().__init__()
         self.taps, self.cell = taps, int(cell)
         # the kernels' ring-down prior: tap i weighted by exp(-i / decay) (decay in samples; 0: flat, as before)
@@ -296,6 +296,9 @@ class ImpulsePath(nn.Module):
         self.log_sigma = nn.Parameter(torch.full((n_classes, 2, n_trains), math.log(0.1)))
         # which trains each class may use (train_mask); ones: all, as models saved before it
         self.register_buffer("train_mask", torch.ones(n_classes, n_trains))
+        # impact amplitude ~ (shaft rate / ref_hz) ** speed_exp per class (model.impulse_speed_exp; 0: as before)
+        self.register_buffer("speed_exp", torch.full((n_classes,), float(speed_exp)))
+        self.register_buffer("ref_hz", torch.ones(()))
 
     def forward(self, y: torch.Tensor, freq: torch.Tensor, phase0: torch.Tensor, seg: torch.Tensor,
                 jitter: torch.Tensor, fs: float, length: int) -> torch.Tensor:
@@ -341,7 +344,7 @@ class ImpulsePath(nn.Module):
         log_amp = (torch.stack(feats, dim=-1) * self.mod[y].float().unsqueeze(2)).sum(-1)  # (B, K, M)
         sigma = torch.exp(self.log_sigma[y].float())  # (B, 2, K)
         jit = torch.gather(jitter, 2, (j.clamp(0, n) // self.cell).clamp(max=jitter.shape[-1] - 1))
-        log_amp = log_amp + (sigma[:, 0] * seg).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jit
+        log_amp = log_amp + (sigma[:, 0] * seg + self._speed_gain(y, freq)).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jit
         w = torch.exp(log_amp) * valid
         # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
         to_j, to_prev = w * (1 - after) * (j < n), w * after * (j >= 1)
@@ -353,6 +356,11 @@ class ImpulsePath(nn.Module):
         trains.scatter_add_(2, (j - 1).clamp(0, n), to_prev)
         trains[..., n] = 0
         return self._convolve(trains[..., :nfft], y, length, n)
+
+    def _speed_gain(self, y: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
+        """(B, 1) log-amplitude of every impact of a segment from its shaft rate (freq[:, 0], Hz): speed_exp x
+        log(rate / ref_hz); zero where speed_exp is (the default)."""
+        return (self.speed_exp[y].float() * torch.log(freq[:, 0].clamp(min=1e-6) / self.ref_hz.float())).unsqueeze(-1)
 
     def kernels(self, classes: torch.Tensor | None = None) -> torch.Tensor:
         """The impulse responses in use, (classes, C, trains, taps) float32: the learned kernels of ``classes``
@@ -392,7 +400,8 @@ class ImpulsePath(nn.Module):
                  for f in (torch.cos, torch.sin)]  # shaft (fr) and cage (FTF) phases: (B, n + 1) each
         log_amp = torch.bmm(self.mod[y].float(), torch.stack(feats, dim=1))  # (B, K, n + 1)
         sigma = torch.exp(self.log_sigma[y].float())  # (B, 2, K)
-        log_amp = log_amp + (sigma[:, 0] * seg).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jitter[..., : n + 1]
+        log_amp = (log_amp + (sigma[:, 0] * seg + self._speed_gain(y, freq.float())).unsqueeze(-1)
+                   + sigma[:, 1].unsqueeze(-1) * jitter[..., : n + 1])
         w = cross * torch.exp(log_amp)
         # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
         trains = (w * (1 - after))[..., :n] + (w * after)[..., 1:]  # (B, K, n)
@@ -454,7 +463,7 @@ class ConvGenerator(nn.Module):
         self.eq = ClassEqualizer(n_classes, cfg.eq_fft) if cfg.equalizer else None
         taps = impulse_taps(cfg, fs)
         self.impulse = ImpulsePath(n_classes, len(self.ratios), out_channels, taps, jitter_cell(cfg, fs),
-                                   cfg.impulse_decay_ms * fs / 1000.0) if taps else None
+                                   cfg.impulse_decay_ms * fs / 1000.0, cfg.impulse_speed_exp) if taps else None
         # per-level noise injection (StyleGAN): fresh randomness at every rate, so segments vary like real ones
         self.noise_gain = nn.ParameterList(nn.Parameter(torch.full((1, w, 1), 0.1)) for w in cfg.widths)
         self.variety = bool(cfg.variety) and self.eq is not None
@@ -656,10 +665,12 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 def build_models(cfg: ModelConfig, *, n_classes: int, channels: int, length: int, fs: float,
-                 geometry: str = "6205", faults: list[str | None] | None = None) -> tuple[nn.Module, nn.Module]:
+                 geometry: str = "6205", faults: list[str | None] | None = None,
+                 ref_rpm: float | None = None) -> tuple[nn.Module, nn.Module]:
     """Generator and discriminator for a model config, the number of classes, channels and segment length;
     ``faults`` (each class's fault type, None where unknown) sets the impulse path's trains where
-    ``cfg.impulse_trains`` is "fault"."""
+    ``cfg.impulse_trains`` is "fault"; ``ref_rpm`` (the training data's mean speed) is the speed at which
+    ``cfg.impulse_speed_exp`` leaves the impacts' amplitude as it is (None: from the weights, or 60 rpm)."""
     if cfg.kind == "mlp":
         g = MLPGenerator(cfg.noise_dim, cfg.hidden, channels, length, n_classes, cfg.out_activation, cfg.noise)
         d = MLPDiscriminator(channels, length, cfg.d_hidden, n_classes, cfg.d_dropout)
@@ -670,6 +681,8 @@ def build_models(cfg: ModelConfig, *, n_classes: int, channels: int, length: int
                 raise ConfigError(f"model.impulse_trains = 'fault': needs each of the {n_classes} classes' fault type, "
                                   f"got {faults!r}")
             g.impulse.train_mask.copy_(train_mask(faults, len(g.ratios)))
+        if g.impulse is not None and ref_rpm is not None and ref_rpm > 0:
+            g.impulse.ref_hz.fill_(ref_rpm / 60.0)
         d = MultiScaleDiscriminator(channels, n_classes, cfg)
     else:  # pragma: no cover - config.check refuses it first
         raise ConfigError(f"model.kind: unknown kind {cfg.kind!r}")
@@ -682,7 +695,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 #: knobs added after models were saved, with their identity value: loaded at it where saved weights lack them
-OPTIONAL_BUFFERS = {"impulse_gain": 1.0, "impulse.train_mask": 1.0}
+OPTIONAL_BUFFERS = {"impulse_gain": 1.0, "impulse.train_mask": 1.0, "impulse.speed_exp": 0.0, "impulse.ref_hz": 1.0}
 
 
 def with_optional_buffers(module: nn.Module, weights: dict) -> dict:

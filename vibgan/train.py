@@ -84,7 +84,7 @@ def build(cfg: Config, data: TrainData, device: torch.device, ctx: distributed.C
     """Networks, their EMA copy, optimisers (the generator's own parameter groups) and the training state."""
     t = cfg.train
     G, D = build_models(cfg.model, n_classes=len(data.classes), channels=len(data.channels), length=data.length,
-                        fs=data.fs, geometry=data.geometry, faults=data.class_faults())
+                        fs=data.fs, geometry=data.geometry, faults=data.class_faults(), ref_rpm=data.mean_rpm())
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G_fwd, D_fwd = G, D
