@@ -103,6 +103,7 @@ def test_generation_smoke(tmp_path):
     for name in ("dense-4096", "cwru", "cwru-fast"):
         runs = rows[name]["hdf5"]["runs"]
         assert [x["rc"] for x in runs] == [0, 0], runs[-1]["log_tail"]
+        assert rows[name]["hdf5"]["after_first_per_s"] > 0  # parsed from generate.py's own last line
     assert "hdf5" not in rows["cwru-sample-wise"]
 
 

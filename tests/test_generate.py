@@ -438,3 +438,53 @@ def test_keep_freed_memory_stops_the_page_faults_of_each_batch():
         runs[mode] = (kept, int(faults))
     assert runs["kept"][0] == "True"
     assert runs["kept"][1] < runs["default"][1] / 10, runs
+
+
+def _fake_gen(batches):
+    """A generator stand-in whose iter_requests yields the given (request index, batch) pairs, counting them."""
+    class FakeGen:
+        channels, fs, units = ["DE"], 12000.0, "g"
+        yielded = 0
+
+        def iter_requests(self, requests, **kw):
+            for item in batches:
+                FakeGen.yielded += 1
+                yield item
+
+    return FakeGen()
+
+
+def test_the_writing_thread_keeps_the_order_of_batches_and_labels(tmp_path):
+    from types import SimpleNamespace
+
+    import h5py
+
+    jobs = [{"label": "inner", "n": 12, "rpm": 1797.0, "load_hp": 0.0, "seed": 0, "length": 64},
+            {"label": "outer", "n": 8, "rpm": 1750.0, "load_hp": 2.0, "seed": 1, "length": 64}]
+    batches = [(0 if k < 3 else 1, np.full((4, 1, 64), float(k), np.float32)) for k in range(5)]
+    out = tmp_path / "gen.h5"
+    args = SimpleNamespace(out=str(out), parquet=None, wav_dir=None, no_progress=True, batch_size=4, workers=1)
+    timing = cli.write_all(_fake_gen(batches), jobs, args, {})
+    with h5py.File(out, "r") as f:
+        assert f["signals"][:, 0, 0].tolist() == [float(k) for k in range(5) for _ in range(4)]
+        assert [v.decode() for v in f["labels"][:]] == ["inner"] * 12 + ["outer"] * 8
+        assert f["rpm"][:].tolist() == [1797.0] * 12 + [1750.0] * 8
+    assert timing["first_n"] == 4 and timing["after_first_per_s"] > 0
+
+
+def test_an_error_in_the_writing_thread_stops_generation_and_leaves_no_file(tmp_path):
+    from types import SimpleNamespace
+
+    from vibgan.errors import DataError
+
+    bad = np.zeros((4, 1, 64), np.float32)
+    bad[1, 0, 5] = np.nan
+    batches = [(0, np.zeros((4, 1, 64), np.float32))] * 2 + [(0, bad)] + [(0, np.zeros((4, 1, 64), np.float32))] * 97
+    jobs = [{"label": "inner", "n": 400, "rpm": 1797.0, "load_hp": 0.0, "seed": 0, "length": 64}]
+    out = tmp_path / "gen.h5"
+    args = SimpleNamespace(out=str(out), parquet=None, wav_dir=None, no_progress=True, batch_size=4, workers=1)
+    gen = _fake_gen(batches)
+    with pytest.raises(DataError, match=r"gen\.h5.*signals: expected finite values, found 1 NaN"):
+        cli.write_all(gen, jobs, args, {})
+    assert type(gen).yielded < 10  # the error reached the generating loop within a few batches
+    assert not out.exists() and leftovers(tmp_path) == []
