@@ -38,7 +38,7 @@ def shortened(line: str) -> list[str] | None:
     if script.endswith("train.py"):
         if "--steps" in args:
             i = args.index("--steps") + 1
-            args[i] = str(max(2, int(args[i]) // 200))  # 600 -> 3, 800 -> 4: the resume still has steps to do
+            args[i] = str(max(2, int(args[i]) // 400))  # 2000 -> 5, 2400 -> 6: the resume still has steps to do
         else:
             small += ["--steps", "2"]
         small += ["--set", "train.checkpoint_every=1", "--set", "train.eval_every=2", "--set", "train.sample_every=10",
@@ -78,8 +78,8 @@ def test_readme_everyday_commands_run_in_order(tmp_path):
         assert done.returncode == 0, f"README line failed: {line}\n{done.stderr[-3000:]}"
         ran.append((line, done))
     assert len(ran) == (7 if has_cwru else 4)
-    # the resume continued the first run (3 -> 4 steps) instead of starting again
-    assert "resumed from" in ran[1][1].stdout and "trained 4 steps" in ran[1][1].stdout
+    # the resume continued the first run (5 -> 6 steps) instead of starting again
+    assert "resumed from" in ran[1][1].stdout and "trained 6 steps" in ran[1][1].stdout
     fake = read_generated(work / "fake.h5")
     assert sorted(set(fake.labels)) == ["ball", "inner", "normal", "outer"] and len(fake.labels) == 4 * 4
     assert (work / "runs" / "validate" / "report.json").is_file()
