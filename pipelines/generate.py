@@ -245,9 +245,12 @@ def provenance(gen, args: argparse.Namespace, jobs: list[dict]) -> dict:
 
 def write_all(gen, jobs: list[dict], args: argparse.Namespace, prov: dict) -> dict:
     """Stream every batch into the HDF5 writer (and Parquet/WAV beside it); rename all into place at the end,
-    or delete the partial files on any error or interruption. The writing runs on a thread of its own, so the
-    next batch is computed while the last one is written (the compiled generator runs in the main thread
-    only). Returns the timing: seconds from the start to the first batch, and the rate after it."""
+    or delete the partial files on any error or interruption. Returns the timing: seconds from the start to
+    the first batch (with compilation, where --compile), and the rate after it.
+
+    The writing runs in this thread. A writer thread was tried (2026-12-07, 2-core host): no gain, since the
+    network's two threads keep both cores busy and the HDF5 write (about 2.3 ms per batch of 64, some 9 % of
+    the time) has no idle core to run on (docs/BENCHMARKS.md, "Generation: where the time goes on 2 cores")."""
     from tqdm.auto import tqdm
 
     from vibgan.exchange import GeneratedWriter
@@ -258,31 +261,26 @@ def write_all(gen, jobs: list[dict], args: argparse.Namespace, prov: dict) -> di
     wav = _WavOut(Path(args.wav_dir), gen.fs) if args.wav_dir else None
     writer = GeneratedWriter(args.out, gen.fs, gen.channels, length, units=gen.units, provenance=prov,
                              expected_rows=total)
-    sink = None
     t0 = time.perf_counter()
     timing: dict = {}
     try:
         with tqdm(total=total, unit="seg", desc="generate", disable=args.no_progress, dynamic_ncols=True) as bar:
-            def write(x, j: dict, start: int) -> None:
-                writer.append(x, j["label"], j["rpm"], j["load_hp"])
-                if pq is not None:
-                    pq.append(x, j, start)
-                if wav is not None:
-                    wav.append(x, j["label"], start)
-                bar.update(len(x))
-
-            sink = _Sink(write)
             requests = [{"label": j["label"], "n": j["n"], "rpm": j["rpm"], "load_hp": j["load_hp"], "seed": j["seed"],
                          "length": length} for j in jobs]
             done = [0] * len(jobs)
             for i, x in gen.iter_requests(requests, batch_size=args.batch_size, workers=args.workers):  # (b, C, T)
                 if not timing:
                     timing = {"first_s": time.perf_counter() - t0, "first_n": len(x)}
-                sink.put(x, jobs[i], done[i])
+                j = jobs[i]
+                writer.append(x, j["label"], j["rpm"], j["load_hp"])
+                if pq is not None:
+                    pq.append(x, j, done[i])
+                if wav is not None:
+                    wav.append(x, j["label"], done[i])
                 done[i] += len(x)
+                bar.update(len(x))
                 if _STOP["requested"]:  # a SIGTERM whose KeyboardInterrupt was swallowed
                     raise KeyboardInterrupt
-            sink.finish()
         rest = time.perf_counter() - t0 - timing["first_s"]
         if total > timing["first_n"] and rest > 0:
             timing["after_first_per_s"] = (total - timing["first_n"]) / rest
@@ -292,61 +290,12 @@ def write_all(gen, jobs: list[dict], args: argparse.Namespace, prov: dict) -> di
             wav.close()
         writer.close()
     except BaseException:
-        if sink is not None:
-            sink.cancel()  # the writing thread stops before the files are discarded
         writer.abort()
         for extra in (pq, wav):
             if extra is not None:
                 extra.abort()
         raise
     return timing
-
-
-class _Sink:
-    """Calls ``write(*item)`` for each ``put(*item)``, in order, on a thread of its own, at most ``depth`` items
-    behind. An error in ``write`` is raised by the next ``put`` or by ``finish``; after it nothing more is
-    written."""
-
-    def __init__(self, write, depth: int = 2) -> None:
-        import queue
-        import threading
-
-        self.write, self.error, self.stopped = write, None, False
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.thread = threading.Thread(target=self._run, name="vibgan-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            if self.error is None and not self.stopped:
-                try:
-                    self.write(*item)
-                except BaseException as exc:  # handed to the main thread
-                    self.error = exc
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def put(self, *item) -> None:
-        self._raise()
-        self.q.put(item)
-
-    def finish(self) -> None:
-        """Wait until everything put is written; raise the writing's error, if any."""
-        self.q.put(None)
-        self.thread.join()
-        self._raise()
-
-    def cancel(self) -> None:
-        """Drop what is queued and wait for the thread to end (a write in progress completes)."""
-        self.stopped = True
-        if self.thread.is_alive():
-            self.q.put(None)
-            self.thread.join()
 
 
 class _ParquetOut:
