@@ -220,9 +220,10 @@ def run(args: argparse.Namespace) -> int:
     timing = write_all(gen, jobs, args, prov)
     wall = time.perf_counter() - t0
     after = timing.get("after_first_per_s")
-    rate = f"{total / wall:.0f} segments/s" + (f"; {after:.0f} segments/s after the first batch of "
-                                                f"{timing['first_n']}, which took {timing['first_s']:.1f} s"
-                                                + (" with compilation" if args.compile else "") if after else "")
+    rate = f"{total / wall:.0f} segments/s"
+    if after:
+        rate += (f"; {after:.0f} segments/s after the first batch of {timing['first_n']}, which took "
+                 f"{timing['first_s']:.1f} s" + (" with compilation" if args.compile else ""))
     print(f"wrote {out} ({total} segments, {rate})"
           + (f", {args.parquet}" if args.parquet else "") + (f", {args.wav_dir}/" if args.wav_dir else ""))
     return 0

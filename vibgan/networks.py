@@ -360,7 +360,8 @@ class ImpulsePath(nn.Module):
     def _speed_gain(self, y: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
         """(B, 1) log-amplitude of every impact of a segment from its shaft rate (freq[:, 0], Hz): speed_exp x
         log(rate / ref_hz); zero where speed_exp is (the default)."""
-        return (self.speed_exp[y].float() * torch.log(freq[:, 0].clamp(min=1e-6) / self.ref_hz.float())).unsqueeze(-1)
+        rate = freq[:, 0].float().clamp(min=1e-6)
+        return (self.speed_exp[y].float() * torch.log(rate / self.ref_hz.float())).unsqueeze(-1)
 
     def kernels(self, classes: torch.Tensor | None = None) -> torch.Tensor:
         """The impulse responses in use, (classes, C, trains, taps) float32: the learned kernels of ``classes``
@@ -400,7 +401,7 @@ class ImpulsePath(nn.Module):
                  for f in (torch.cos, torch.sin)]  # shaft (fr) and cage (FTF) phases: (B, n + 1) each
         log_amp = torch.bmm(self.mod[y].float(), torch.stack(feats, dim=1))  # (B, K, n + 1)
         sigma = torch.exp(self.log_sigma[y].float())  # (B, 2, K)
-        log_amp = (log_amp + (sigma[:, 0] * seg + self._speed_gain(y, freq.float())).unsqueeze(-1)
+        log_amp = (log_amp + (sigma[:, 0] * seg + self._speed_gain(y, freq)).unsqueeze(-1)
                    + sigma[:, 1].unsqueeze(-1) * jitter[..., : n + 1])
         w = cross * torch.exp(log_amp)
         # an impact `after` of a sample before train sample j: share 1 - after to j, after to j - 1
