@@ -284,6 +284,47 @@ def test_the_impact_wise_impulse_path_is_the_sample_wise_definition(cell_ms):
     assert (late - outs[1]).abs().max() > 0.05 * scale
 
 
+def test_the_impulse_path_computes_only_the_trains_its_classes_use():
+    """With fault trains (normal: none, inner: BPFI, outer: BPFO, unknown: all) the path computes only the
+    trains of the classes in the batch; the others' kernels are zero, so the output and the gradients are the
+    definition's (every train, masked) to float32 rounding, for mixed, one-class and healthy-only batches. A
+    selection that dropped a used train (an outer-race batch without BPFO) would give zeros and not pass."""
+    from vibgan.config import ModelConfig
+    from vibgan.networks import _active_trains, build_models, train_mask
+
+    fs, T = 12000.0, 1024
+    G, _ = build_models(ModelConfig(impulse_taps=64), n_classes=4, channels=1, length=T, fs=fs)
+    imp = G.impulse
+    imp.train_mask.copy_(train_mask(["normal", "inner", "outer", None]))
+    assert _active_trains(imp.train_mask, torch.tensor([1, 1])).tolist() == [3]
+    assert _active_trains(imp.train_mask, torch.tensor([0, 1, 2])).tolist() == [2, 3]
+    assert _active_trains(imp.train_mask, torch.tensor([0, 0])).tolist() == [0]  # nothing used: one masked train
+    assert _active_trains(imp.train_mask, torch.tensor([3, 1])) is None  # the unknown class uses all five
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        imp.kernel.normal_(generator=gen)
+        imp.mod.normal_(0, 0.3, generator=gen)
+    b = 8
+    rpm = 600 + 2400 * torch.rand(b, generator=gen)
+    freq = (rpm / 60).unsqueeze(-1) * G.ratios
+    phase0 = 2 * np.pi * torch.rand(b, 5, generator=gen)
+    seg, jitter = torch.randn(b, 5, generator=gen), torch.randn(b, 5, T + 64, generator=gen)
+    for y in (torch.tensor([0, 1, 2, 1, 2, 0, 1, 2]), torch.full((b,), 1), torch.full((b,), 2)):
+        outs, grads = [], []
+        for fn in (imp._forward, imp._forward_dense):
+            imp.zero_grad()
+            x = fn(y, freq, phase0, seg, jitter, fs, T)
+            (x * torch.linspace(-1, 1, T)).sum().backward()
+            outs.append(x.detach())
+            grads.append([p.grad.clone() for p in (imp.kernel, imp.mod, imp.log_sigma)])
+        scale = outs[1].abs().max()
+        assert scale > 0 and (outs[0] - outs[1]).abs().max() < 1e-5 * scale
+        for g_fast, g_ref in zip(*grads):
+            assert torch.allclose(g_fast, g_ref, rtol=1e-4, atol=1e-4 * g_ref.abs().max().item())
+    healthy = imp._forward(torch.zeros(b, dtype=torch.long), freq, phase0, seg, jitter, fs, T)
+    assert healthy.shape == (b, 1, T) and healthy.abs().max() == 0
+
+
 def test_a_generator_without_a_full_rate_level_upsamples_in_its_output_layer():
     """model.out_upsample = 4: the last level runs at a quarter of the full rate and the output layer is a
     transposed convolution; the hop includes it, any multiple of it can be generated, and the phase inputs of

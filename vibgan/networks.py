@@ -254,6 +254,21 @@ def _impact_slots(count: torch.Tensor) -> int:
     return -(-m // 16) * 16
 
 
+@torch.compiler.disable
+def _active_trains(mask: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """The impulse trains that some class of the batch y may use (``train_mask`` rows (classes, trains)), or
+    None where that is every train. The others' kernels are zero through the mask, so their impacts add
+    exactly nothing and need not be computed: with ``model.impulse_trains = "fault"`` a one-class batch (every
+    sampling request) has one train of five. No train (a batch of healthy classes) keeps the first, masked to
+    zero, so the path's parameters stay in the graph. An index tensor, not a list: torch.compile then sees
+    only its length, and one-class batches of different classes share one compiled graph."""
+    used = mask[torch.unique(y)].ne(0).any(0)
+    if bool(used.all()):
+        return None
+    act = used.nonzero().flatten()
+    return act if act.numel() else act.new_zeros(1)
+
+
 #: the impulse train (index into ``characteristic_ratios``: fr, FTF, BPFO, BPFI, 2 x BSF) of each fault type
 FAULT_TRAIN = {"outer": 2, "inner": 3, "ball": 4}
 
@@ -315,9 +330,16 @@ class ImpulsePath(nn.Module):
         are evaluated at the ~f T / fs impacts of each train instead of at all of its samples (the same
         float64 formulas at the same grid points, so the result agrees to rounding), and the trains are
         filled by one scatter before the FFT convolution."""
-        L, K = self.taps, freq.shape[1]
+        L = self.taps
         n = length + L - 1  # train samples; the phase lives on the grid i = 0..n+1, time (i - L) / fs
-        f64, c = freq.double(), phase0.double() / (2 * math.pi)  # (B, K): u_i = f t_i + c cycles
+        f_all, c_all = freq.double(), phase0.double() / (2 * math.pi)  # (B, trains): u_i = f t_i + c cycles
+        act = _active_trains(self.train_mask, y)  # the trains to compute (None: all)
+        if act is None:
+            f64, c, mod, sig_idx = f_all, c_all, self.mod[y], slice(None)
+        else:
+            f64, c, mod, sig_idx = f_all[:, act], c_all[:, act], self.mod[y][:, act], act
+            seg, jitter = seg[:, act], jitter[:, act]
+        K = f64.shape[1]
 
         def cycles(f: torch.Tensor, c: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             return f * ((i - L) / fs) + c  # the dense grid's formula, at grid points i (float64)
@@ -339,10 +361,10 @@ class ImpulsePath(nn.Module):
         # shaft (fr) and cage (FTF) phases at grid point j + 1, as the dense path evaluates them
         feats = []
         for train in (0, 1):
-            ut = cycles(f64[:, train, None, None], c[:, train, None, None], i).float()
+            ut = cycles(f_all[:, train, None, None], c_all[:, train, None, None], i).float()
             feats += [fn(2 * math.pi * h * ut) for h in range(1, self.HARMONICS + 1) for fn in (torch.cos, torch.sin)]
-        log_amp = (torch.stack(feats, dim=-1) * self.mod[y].float().unsqueeze(2)).sum(-1)  # (B, K, M)
-        sigma = torch.exp(self.log_sigma[y].float())  # (B, 2, K)
+        log_amp = (torch.stack(feats, dim=-1) * mod.float().unsqueeze(2)).sum(-1)  # (B, K, M)
+        sigma = torch.exp(self.log_sigma[y][:, :, sig_idx].float())  # (B, 2, K)
         jit = torch.gather(jitter, 2, (j.clamp(0, n) // self.cell).clamp(max=jitter.shape[-1] - 1))
         log_amp = log_amp + (sigma[:, 0] * seg + self._speed_gain(y, freq)).unsqueeze(-1) + sigma[:, 1].unsqueeze(-1) * jit
         w = torch.exp(log_amp) * valid
@@ -355,7 +377,7 @@ class ImpulsePath(nn.Module):
         trains.scatter_add_(2, j.clamp(0, n), to_j)
         trains.scatter_add_(2, (j - 1).clamp(0, n), to_prev)
         trains[..., n] = 0
-        return self._convolve(trains[..., :nfft], y, length, n)
+        return self._convolve(trains[..., :nfft], y, length, n, act)
 
     def _speed_gain(self, y: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
         """(B, 1) log-amplitude of every impact of a segment from its shaft rate (freq[:, 0], Hz): speed_exp x
@@ -369,13 +391,15 @@ class ImpulsePath(nn.Module):
         k, mask = (self.kernel, self.train_mask) if classes is None else (self.kernel[classes], self.train_mask[classes])
         return k.float() * mask[:, None, :, None] * self.taper
 
-    def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int, n: int) -> torch.Tensor:
+    def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int, n: int,
+                  act: torch.Tensor | None = None) -> torch.Tensor:
         """Trains of n samples, zero-padded to at most their FFT length (B, K, <= _fast_len(n)), through each
         class's kernels, summed over the trains: (B, C, length), the samples L - 1 .. L - 2 + length of the
-        linear convolution (an FFT of >= n points never wraps into them)."""
+        linear convolution (an FFT of >= n points never wraps into them). ``act``: the trains given (None: all)."""
         L, nfft = self.taps, _fast_len(n)
         classes, inverse = torch.unique(y, return_inverse=True)  # one kernel FFT per class present
-        kernels = torch.fft.rfft(self.kernels(classes), nfft)  # (classes, C, K, F)
+        k = self.kernels(classes)
+        kernels = torch.fft.rfft(k if act is None else k[:, :, act], nfft)  # (classes, C, K, F)
         if classes.numel() > 1:  # one class (a sampling request): broadcast, no (B, C, K, F) copy
             kernels = kernels[inverse]
         spec = (torch.fft.rfft(trains, nfft).unsqueeze(1) * kernels).sum(dim=2)  # (B, C, F)
