@@ -338,11 +338,12 @@ def test_a_generator_without_a_full_rate_level_upsamples_in_its_output_layer():
     assert isinstance(G.out, torch.nn.ConvTranspose1d) and G.hop == 64
     y, cond = torch.tensor([0, 1]), torch.tensor([[1797.0, 0.0], [1797.0, 0.0]])
     seen = []
-    G.phase_proj[-1].register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    film = G._phase_film
+    G._phase_film = lambda level, *a: seen.append((level, film(level, *a)[0].shape)) or film(level, *a)
     with torch.no_grad():
         for t in (1024, 1088):
             assert G(G.sample_latent(2, t), y, cond).shape == (2, 1, t)
-    assert seen[0][-1] == 1024 // 4  # the last level's phase inputs at a quarter of the full rate
+    assert seen[2] == (2, (2, 4, 1, 1024 // 4))  # the last level's phase inputs at a quarter of the full rate
     assert G.sample_latent(2, 1024)[3].shape == (2, 1, 256)  # its noise too: nothing is drawn that is not used
     fast = torch.tensor([[60000.0, 0.0]] * 2)  # 1 kHz shaft: BPFO, BPFI and 2 x BSF are too fast for 3 kHz
     with torch.no_grad():
@@ -737,7 +738,7 @@ def test_the_fft_equaliser_is_the_direct_convolution():
 ])
 def test_the_channels_last_body_is_the_defined_one(upsample, out_upsample, res_blocks, length):
     """ConvGenerator._body (2D convolutions on (B, W, 1, T) channels-last, sub-pixel upsampling, the phase
-    FiLM's 1 inside the projection) gives the numbers and the gradients of _body_1d (the modules on (B, W, T))
+    FiLM with its masks folded into the weights) gives the numbers and the gradients of _body_1d (the modules on (B, W, T))
     from the same weights; a wrong phase interleave or a shifted tap would not."""
     from vibgan.config import ModelConfig
     from vibgan.networks import _subpixel_weight, build_models, up_cl

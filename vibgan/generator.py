@@ -236,6 +236,8 @@ class TrainedGenerator:
             del blocks[j]
         parts = [blocks[j] for j in range(first, last + 1)]
         off = a - first * LATENT_BLOCK
+        if len(parts) == 1:  # a batch within one block (batch sizes dividing LATENT_BLOCK): views, no copy
+            return tuple(x[off: off + b] for x in parts[0])
         return tuple(torch.cat([p[i] for p in parts])[off: off + b] for i in range(len(parts[0])))
 
     def _batch(self, plan: dict, done: int, blocks: dict[int, tuple[torch.Tensor, ...]]) -> np.ndarray:

@@ -235,13 +235,8 @@ class ClassProjection(nn.Module):
         self.weight = nn.Parameter(torch.zeros(n_classes, c_out, c_in))
         self.bias = nn.Parameter(torch.zeros(n_classes, c_out))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C_in, T) -> (B, C_out, T). With ``offset`` (C_out,), x is time-major with a column of ones
-        appended, (B, T, C_in + 1), and the result, plus ``offset``, is (B, C_out, 1, T) in channels-last
-        memory: one matrix product with the bias (and offset) as the weight of the ones column, no copies."""
-        if offset is not None:
-            w = torch.cat([self.weight[y].transpose(1, 2), (self.bias[y] + offset).unsqueeze(1)], dim=1)
-            return torch.bmm(x, w.to(x.dtype)).transpose(1, 2).unsqueeze(2)  # (B, T, C_out) as (B, C_out, 1, T)
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, T) -> (B, C_out, T) (``ConvGenerator._phase_film`` is the fast body's form)."""
         return torch.baddbmm(self.bias[y].to(x.dtype).unsqueeze(-1), self.weight[y].to(x.dtype), x)  # bias fused
 
 
@@ -542,24 +537,43 @@ class ConvGenerator(nn.Module):
         return (cond[:, :1].float() / 60.0) * self.ratios * slip
 
     def phase_features(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int,
-                       step: int = 1, time_major: bool = False) -> torch.Tensor:
+                       step: int = 1) -> torch.Tensor:
         """sin, cos and a periodic pulse of the characteristic phases at every ``step``-th sample:
         (B, 3K, length) for shaft rate rpm/60; inputs at or above 0.4 x the level's rate are zero (no aliasing).
-        ``time_major``: the same numbers as (B, length, 3K + 1), the last column ones (a bias input)."""
+        ``_phase_film`` is the fast body's form of these features and their projection."""
         t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T_level,) s
         freq = self.characteristic_freqs(cond, slip)
-        ok = (freq * step < 0.4 * self.fs).float()  # (B, K) representable at this level
-        if time_major:  # time on dim 1, features on dim 2
-            freq, phase0, ok, t, dim = freq.unsqueeze(1), phase0.unsqueeze(1), ok.unsqueeze(1), t.unsqueeze(-1), 1
-        else:
-            freq, phase0, ok, dim = freq.unsqueeze(-1), phase0.unsqueeze(-1), ok.unsqueeze(-1), -1
-        phase = 2 * math.pi * freq * t + phase0  # (B, K, T_level) or (B, T_level, K)
+        ok = (freq * step < 0.4 * self.fs).float().unsqueeze(-1)  # (B, K, 1) representable at this level
+        phase = 2 * math.pi * freq.unsqueeze(-1) * t + phase0.unsqueeze(-1)  # (B, K, T_level)
         cos = torch.cos(phase)
         pulse = torch.exp(8.0 * (cos - 1.0))  # narrow bump once per period: harmonics, like impacts
-        parts = [torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(dim, keepdim=True)) * ok]
-        if time_major:
-            return torch.cat([*parts, torch.ones_like(cos[..., :1])], dim=2)
+        parts = [torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(-1, keepdim=True)) * ok]
         return torch.cat(parts, dim=1)
+
+    def _phase_film(self, level: int, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, y: torch.Tensor,
+                    length: int, step: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The phase FiLM of a level of ``_body``: (1 + scale, shift), each (B, W, 1, length) in channels-last
+        memory; ``phase_features`` through ``phase_proj[level]``, reordered so that the time axis sees as few
+        passes as possible. The features are computed time-major, (B, T, 3K) plus a column of ones, without their
+        masks: those are per segment and per feature, so they are folded into the segment's weights (a masked
+        feature's weights are zero), and the bias with the 1 of "1 + scale" is the weight of the ones column.
+        One batched product then gives both, already laid out as (B, 2W, 1, T) channels-last. The same numbers
+        to float32 rounding (tested)."""
+        t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T,) s
+        freq = self.characteristic_freqs(cond, slip)  # (B, K)
+        ok = (freq * step < 0.4 * self.fs).float()  # (B, K): representable at this level
+        phase = 2 * math.pi * freq.unsqueeze(1) * t.unsqueeze(-1) + phase0.unsqueeze(1)  # (B, T, K)
+        cos = torch.cos(phase)
+        pulse = torch.exp(8.0 * (cos - 1.0))
+        pulse = pulse - pulse.mean(1, keepdim=True)  # here, not through the bias: no cancellation in the gradients
+        feats = torch.cat([torch.sin(phase), cos, pulse, torch.ones_like(cos[..., :1])], dim=2)  # (B, T, 3K + 1)
+        proj = self.phase_proj[level]
+        width = proj.bias.shape[1] // 2
+        wt = proj.weight[y].transpose(1, 2).float() * ok.repeat(1, 3).unsqueeze(-1)  # (B, 3K, 2W)
+        one = torch.cat([cos.new_ones(width), cos.new_zeros(width)])  # the 1 of 1 + scale
+        w = torch.cat([wt, (proj.bias[y].float() + one).unsqueeze(1)], dim=1).to(dtype)
+        out = torch.bmm(feats.to(dtype), w).transpose(1, 2).unsqueeze(2)  # (B, T, 2W) as (B, 2W, 1, T)
+        return out.chunk(2, dim=1)
 
     def forward(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.finish(*self.sources(latent, y, cond), latent, y)
@@ -602,11 +616,8 @@ class ConvGenerator(nn.Module):
                 h = F.leaky_relu(h, 0.2)  # (B, W_level, 1, T/step)
             noise = fine[..., :: step // self.out_upsample][..., : h.shape[-1]].to(h.dtype)
             h = torch.addcmul(h, self.noise_gain[level].unsqueeze(-1).to(h.dtype), noise)
-            if self.phase_inputs:  # h (1 + scale) + shift, the 1 added inside the projection
-                ph = self.phase_features(cond, phase0, slip, h.shape[-1], step, time_major=True).to(h.dtype)
-                width = h.shape[1]
-                one = torch.cat([h.new_ones(width), h.new_zeros(width)])
-                scale1, shift = self.phase_proj[level](ph, y, offset=one).chunk(2, dim=1)
+            if self.phase_inputs:  # h (1 + scale) + shift
+                scale1, shift = self._phase_film(level, cond, phase0, slip, y, h.shape[-1], step, h.dtype)
                 h = torch.addcmul(shift, h, scale1)
             for block in blocks:
                 h = block(h, e)
