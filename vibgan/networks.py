@@ -250,14 +250,14 @@ def _impact_slots(count: torch.Tensor) -> int:
 
 
 @torch.compiler.disable
-def _active_trains(mask: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-    """The impulse trains that some class of the batch y may use (``train_mask`` rows (classes, trains)), or
-    None where that is every train. The others' kernels are zero through the mask, so their impacts add
-    exactly nothing and need not be computed: with ``model.impulse_trains = "fault"`` a one-class batch (every
+def _active_trains(mask: torch.Tensor, classes: torch.Tensor) -> torch.Tensor | None:
+    """The impulse trains that some class in ``classes`` (the batch's class indices, repeats allowed) may use
+    (``mask``: ``train_mask``, (classes, trains)), or None where that is every train. The others' kernels are
+    zero through the mask, so their impacts add exactly nothing and need not be computed: with ``model.impulse_trains = "fault"`` a one-class batch (every
     sampling request) has one train of five. No train (a batch of healthy classes) keeps the first, masked to
     zero, so the path's parameters stay in the graph. An index tensor, not a list: torch.compile then sees
     only its length, and one-class batches of different classes share one compiled graph."""
-    used = mask[torch.unique(y)].ne(0).any(0)
+    used = mask[classes].ne(0).any(0)
     if bool(used.all()):
         return None
     act = used.nonzero().flatten()
@@ -328,7 +328,8 @@ class ImpulsePath(nn.Module):
         L = self.taps
         n = length + L - 1  # train samples; the phase lives on the grid i = 0..n+1, time (i - L) / fs
         f_all, c_all = freq.double(), phase0.double() / (2 * math.pi)  # (B, trains): u_i = f t_i + c cycles
-        act = _active_trains(self.train_mask, y)  # the trains to compute (None: all)
+        classes, inverse = torch.unique(y, return_inverse=True)  # the classes present, for the kernels below
+        act = _active_trains(self.train_mask, classes)  # the trains to compute (None: all)
         if act is None:
             f64, c, mod, sig_idx = f_all, c_all, self.mod[y], slice(None)
         else:
@@ -372,7 +373,7 @@ class ImpulsePath(nn.Module):
         trains.scatter_add_(2, j.clamp(0, n), to_j)
         trains.scatter_add_(2, (j - 1).clamp(0, n), to_prev)
         trains[..., n] = 0
-        return self._convolve(trains[..., :nfft], y, length, n, act)
+        return self._convolve(trains[..., :nfft], classes, inverse, length, n, act)
 
     def _speed_gain(self, y: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
         """(B, 1) log-amplitude of every impact of a segment from its shaft rate (freq[:, 0], Hz): speed_exp x
@@ -386,13 +387,13 @@ class ImpulsePath(nn.Module):
         k, mask = (self.kernel, self.train_mask) if classes is None else (self.kernel[classes], self.train_mask[classes])
         return k.float() * mask[:, None, :, None] * self.taper
 
-    def _convolve(self, trains: torch.Tensor, y: torch.Tensor, length: int, n: int,
+    def _convolve(self, trains: torch.Tensor, classes: torch.Tensor, inverse: torch.Tensor, length: int, n: int,
                   act: torch.Tensor | None = None) -> torch.Tensor:
         """Trains of n samples, zero-padded to at most their FFT length (B, K, <= _fast_len(n)), through each
         class's kernels, summed over the trains: (B, C, length), the samples L - 1 .. L - 2 + length of the
-        linear convolution (an FFT of >= n points never wraps into them). ``act``: the trains given (None: all)."""
+        linear convolution (an FFT of >= n points never wraps into them). ``classes, inverse``: ``torch.unique`` of
+        the batch's classes, one kernel FFT per class present; ``act``: the trains given (None: all)."""
         L, nfft = self.taps, _fast_len(n)
-        classes, inverse = torch.unique(y, return_inverse=True)  # one kernel FFT per class present
         k = self.kernels(classes)
         kernels = torch.fft.rfft(k if act is None else k[:, :, act], nfft)  # (classes, C, K, F)
         if classes.numel() > 1:  # one class (a sampling request): broadcast, no (B, C, K, F) copy
@@ -541,14 +542,24 @@ class ConvGenerator(nn.Module):
         """sin, cos and a periodic pulse of the characteristic phases at every ``step``-th sample:
         (B, 3K, length) for shaft rate rpm/60; inputs at or above 0.4 x the level's rate are zero (no aliasing).
         ``_phase_film`` is the fast body's form of these features and their projection."""
+        sin, cos, pulse, ok = self._phase_parts(cond, phase0, slip, length, step, time_dim=2)
+        ok = ok.unsqueeze(-1)  # (B, K, 1)
+        return torch.cat([sin * ok, cos * ok, pulse * ok], dim=1)
+
+    def _phase_parts(self, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, length: int, step: int,
+                     time_dim: int) -> tuple[torch.Tensor, ...]:
+        """sin, cos and the zero-mean pulse of the characteristic phases, unmasked, with time on ``time_dim``
+        ((B, K, T) for 2, (B, T, K) for 1), and ok (B, K): 1 where a frequency is below 0.4 x the level's rate."""
         t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T_level,) s
-        freq = self.characteristic_freqs(cond, slip)
-        ok = (freq * step < 0.4 * self.fs).float().unsqueeze(-1)  # (B, K, 1) representable at this level
-        phase = 2 * math.pi * freq.unsqueeze(-1) * t + phase0.unsqueeze(-1)  # (B, K, T_level)
+        freq = self.characteristic_freqs(cond, slip)  # (B, K)
+        ok = (freq * step < 0.4 * self.fs).float()  # (B, K) representable at this level
+        if time_dim == 1:
+            phase = 2 * math.pi * freq.unsqueeze(1) * t.unsqueeze(-1) + phase0.unsqueeze(1)  # (B, T, K)
+        else:
+            phase = 2 * math.pi * freq.unsqueeze(-1) * t + phase0.unsqueeze(-1)  # (B, K, T)
         cos = torch.cos(phase)
         pulse = torch.exp(8.0 * (cos - 1.0))  # narrow bump once per period: harmonics, like impacts
-        parts = [torch.sin(phase) * ok, cos * ok, (pulse - pulse.mean(-1, keepdim=True)) * ok]
-        return torch.cat(parts, dim=1)
+        return torch.sin(phase), cos, pulse - pulse.mean(time_dim, keepdim=True), ok
 
     def _phase_film(self, level: int, cond: torch.Tensor, phase0: torch.Tensor, slip: torch.Tensor, y: torch.Tensor,
                     length: int, step: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -559,14 +570,9 @@ class ConvGenerator(nn.Module):
         feature's weights are zero), and the bias with the 1 of "1 + scale" is the weight of the ones column.
         One batched product then gives both, already laid out as (B, 2W, 1, T) channels-last. The same numbers
         to float32 rounding (tested)."""
-        t = torch.arange(length, device=cond.device, dtype=torch.float32) * (step / self.fs)  # (T,) s
-        freq = self.characteristic_freqs(cond, slip)  # (B, K)
-        ok = (freq * step < 0.4 * self.fs).float()  # (B, K): representable at this level
-        phase = 2 * math.pi * freq.unsqueeze(1) * t.unsqueeze(-1) + phase0.unsqueeze(1)  # (B, T, K)
-        cos = torch.cos(phase)
-        pulse = torch.exp(8.0 * (cos - 1.0))
-        pulse = pulse - pulse.mean(1, keepdim=True)  # here, not through the bias: no cancellation in the gradients
-        feats = torch.cat([torch.sin(phase), cos, pulse, torch.ones_like(cos[..., :1])], dim=2)  # (B, T, 3K + 1)
+        # the pulse's mean is taken off in the features, not through the bias: no cancellation in the gradients
+        sin, cos, pulse, ok = self._phase_parts(cond, phase0, slip, length, step, time_dim=1)
+        feats = torch.cat([sin, cos, pulse, torch.ones_like(cos[..., :1])], dim=2)  # (B, T, 3K + 1)
         proj = self.phase_proj[level]
         width = proj.bias.shape[1] // 2
         wt = proj.weight[y].transpose(1, 2).float() * ok.repeat(1, 3).unsqueeze(-1)  # (B, 3K, 2W)
