@@ -154,6 +154,7 @@ def real_side(cfg, data) -> str:
 
 
 def _report(cfg, data, result, tracker):
+    from vibgan.distill import comparison, passing
     from vibgan.progress import Progress
     from vibgan.report import write_report
     from vibgan.validate import fidelity_report, fidelity_sets
@@ -170,10 +171,18 @@ def _report(cfg, data, result, tracker):
             "segment length": data.length_why or f"{data.length} samples",
             "data provenance": _provenance_line(result.out_dir, prov),
             "conditions": result.generator.coverage_lines()}
-    report = fidelity_report(real, fake, data.fs, real_train=real_train, fault_freqs=fcs,
-                             thresholds=cfg.validate, c2st=cfg.validate.c2st, seed=cfg.train.seed, meta=meta,
-                             progress=Progress("evaluation", 1, enabled=on), envelope_band=data.envelope_band,
-                             envelope_band_info=data.envelope_band_info)
+    judge = dict(real_train=real_train, fault_freqs=fcs, thresholds=cfg.validate, c2st=cfg.validate.c2st,
+                 seed=cfg.train.seed, envelope_band=data.envelope_band, envelope_band_info=data.envelope_band_info)
+    full = None
+    if result.full is not None and cfg.distill.compare:  # the teacher on the same real segments, the same checks
+        fake_full = fidelity_sets(result.full, data, cfg.validate.n_fake, seed=cfg.train.seed)[2]
+        full = fidelity_report(real, fake_full, data.fs, progress=Progress("evaluation (full generator)", 1, enabled=on),
+                               **judge)
+        meta["distilled from"] = (f"{result.generator_dir.parent.resolve() / 'generator_full'}: "
+                                  f"{passing(full)} (this generator: see below)")
+    report = fidelity_report(real, fake, data.fs, meta=meta, progress=Progress("evaluation", 1, enabled=on), **judge)
+    if full is not None:
+        print(comparison(full, report))
     out = write_report(report, result.out_dir / "report", real=real, fake=fake, fault_freqs=fcs,
                        progress=Progress("report", 1, enabled=on))
     for path in sorted(Path(out).glob("*")):

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: A training run small enough for a test: 1 thread, a short simulated recording, narrow networks.
 TINY_BASE = ["train.batch_size=4", "data.simulate.duration_s=2", "data.segment_length=1024", "validate.n_fake=4",
              "train.progress=false", "train.threads=1", "model.widths=[24,16,8]", "model.d_channels=8",
-             "model.upsample=[4,4]", "model.out_upsample=4", "model.res_blocks=[1,1,0]"]
+             "model.upsample=[4,4]", "model.out_upsample=4", "model.res_blocks=[1,1,0]",
+             # configs/default.toml distils at the end: kept, in 2 steps, so the tests see the student ship
+             "distill.widths=[16,8,8]", "distill.steps=2", "distill.batch_size=2"]
 #: TINY_BASE for 4 steps, evaluating and checkpointing every 2.
 TINY = [*TINY_BASE, "train.steps=4", "train.eval_every=2", "train.sample_every=4", "train.checkpoint_every=2"]
 

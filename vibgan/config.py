@@ -209,6 +209,22 @@ class TrackingConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Distillation of the trained, calibrated generator into a cheaper student of the same design (vibgan.distill):
+    a narrower body learns the full one's output for the same latent inputs; the parts outside the body (impulse
+    path, equaliser, variety knobs) are copied. The student is what is saved as ``generator`` and registered; the
+    full generator stays beside it as ``generator_full``."""
+    enabled: bool = False
+    widths: list[int] = field(default_factory=list)  # the student's channels per rate; empty: the teacher's
+    kernel: int = 0  # the student's convolution kernel; 0: the teacher's
+    res_blocks: list[int] = field(default_factory=list)  # the student's residual blocks per rate; empty: the teacher's
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-3
+    compare: bool = True  # the report also scores the full generator and prints both side by side
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of a run."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -216,6 +232,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     out: str = "runs/default"
 
 
@@ -515,6 +532,22 @@ def check(cfg: Config, source: str = "config") -> None:
     for k in ("log_every", "eval_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(t, k) < 1:
             bad(f"train.{k}", "at least 1", getattr(t, k))
+    ds = cfg.distill
+    if ds.enabled:
+        if m.kind != "conv1d":
+            bad("distill.enabled", "false unless model.kind = 'conv1d' (a student of the same design)", ds.enabled)
+        if ds.widths and (len(ds.widths) != len(m.widths) or any(w < 1 for w in ds.widths)):
+            bad("distill.widths", f"{len(m.widths)} positive widths like model.widths (one per rate), or [] for the "
+                "teacher's", ds.widths)
+        if ds.res_blocks and (len(ds.res_blocks) != len(m.res_blocks) or any(r < 0 for r in ds.res_blocks)):
+            bad("distill.res_blocks", f"{len(m.res_blocks)} non-negative counts like model.res_blocks, or [] for the "
+                "teacher's", ds.res_blocks)
+        if ds.kernel < 0 or (ds.kernel and ds.kernel % 2 == 0):
+            bad("distill.kernel", "an odd kernel size, or 0 for the teacher's", ds.kernel)
+        if ds.steps < 1 or ds.batch_size < 1:
+            bad("distill.steps/batch_size", "at least 1 each", (ds.steps, ds.batch_size))
+        if ds.lr <= 0:
+            bad("distill.lr", "a positive learning rate", ds.lr)
 
 
 def geometry_of(d: DataConfig) -> str | dict[str, Any]:

@@ -589,21 +589,30 @@ class ConvGenerator(nn.Module):
         """The network's output and the impulse path's impacts before their gain and the equaliser:
         ((B, C, T), (B, C, T) or None). They depend on the temperature and slip knobs, not on the impulse gain,
         the segment gain or the equaliser, so calibration can reuse them (``finish`` does the rest)."""
+        x, slip, tau = self.body_output(latent, y, cond)
+        if self.impulse is None:
+            return x, None
+        phase0 = latent[1]
+        freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
+        seg, jitter = latent[4], latent[5]
+        if self.variety:
+            seg, jitter = seg * tau[:, 0], jitter * tau
+        return x, self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+
+    def body_output(self, latent: tuple[torch.Tensor, ...], y: torch.Tensor, cond: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The convolutional body's output (B, C, T) in normalised units, before the impacts and the equaliser
+        (what ``vibgan.distill`` teaches a student), with the slip and temperature it used ((B, K), (B, 1, 1) or
+        None without the variety knobs)."""
         z, phase0, slip, fine = latent[:4]
+        tau = None
         if self.variety:
             tau = self.temperature[y].to(z.dtype).view(-1, 1, 1)  # (B, 1, 1)
             z, fine = z * tau, fine * tau
             slip = 1 + (slip - 1) * self.slip_scale[y].to(slip.dtype).unsqueeze(-1)
         e = torch.cat([self.class_embed(y), _cond_features(cond).to(z.dtype)], dim=1)  # (B, E)
         body = self._body_1d if self.reference_body else self._body
-        x = body(z, fine, e, y, cond, phase0, slip)  # (B, C, T), normalised units
-        if self.impulse is None:
-            return x, None
-        freq = self.characteristic_freqs(cond, slip)  # the phase inputs' frequencies and start phases
-        seg, jitter = latent[4], latent[5]
-        if self.variety:
-            seg, jitter = seg * tau[:, 0], jitter * tau
-        return x, self.impulse(y, freq, phase0, seg, jitter, self.fs, x.shape[-1]).to(x.dtype)
+        return body(z, fine, e, y, cond, phase0, slip), slip, tau
 
     def _body(self, z: torch.Tensor, fine: torch.Tensor, e: torch.Tensor, y: torch.Tensor, cond: torch.Tensor,
               phase0: torch.Tensor, slip: torch.Tensor) -> torch.Tensor:

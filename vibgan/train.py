@@ -62,6 +62,7 @@ class TrainResult:
     ranks: int = 1  # processes that trained it (torchrun)
     fingerprints: list[str] = field(default_factory=list)  # per rank, of the final generator weights
     stopped: bool = False
+    full: TrainedGenerator | None = None  # with [distill]: the full generator that taught ``generator`` (saved beside it)
 
 
 @dataclass
@@ -357,10 +358,18 @@ def finish(cfg: Config, data: TrainData, m: Models, tracker: Tracker, ctx: distr
         trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
         return TrainResult(out, out / "generator", trained, state.step, wall, state.history, {}, str(device),
                            None, [], ctx.world, fingerprints)
+    meta, full = generator_meta(cfg, data), None
+    if cfg.distill.enabled:  # the calibrated generator teaches a cheaper body; the student is what ships
+        full = TrainedGenerator(g_final, data.normalizer, meta)
+        student = _distill(cfg, full, tracker, step=state.step)
+        g_final, meta = student.model, student.meta
     lsd = evaluate_lsd(g_final, data, real.db, real.band, eval_seed)
-    trained = TrainedGenerator(g_final.cpu(), data.normalizer, generator_meta(cfg, data))
+    trained = TrainedGenerator(g_final.cpu(), data.normalizer, meta)
     try:
         gen_dir = trained.save(out / "generator")
+        if full is not None:
+            full = TrainedGenerator(full.model.cpu(), data.normalizer, full.meta)
+            full.save(out / "generator_full")
     except (OSError, SafetensorError) as e:  # safetensors reports a full disk as SafetensorError
         raise TrainingError(f"generator {out / 'generator'}: could not be written ({e}); the checkpoints in "
                             f"{ckpt_dir} are intact: free space, then rerun with --resume") from None
@@ -369,4 +378,27 @@ def finish(cfg: Config, data: TrainData, m: Models, tracker: Tracker, ctx: distr
     tracker.log_metrics({"train/steps_per_s": steps_run / wall if wall > 0 else 0.0, "train/wall_s": wall},
                         step=state.step)
     return TrainResult(out, gen_dir, trained, state.step, wall, state.history, lsd, str(device),
-                       latest_checkpoint(ckpt_dir), [curves], ctx.world, fingerprints)
+                       latest_checkpoint(ckpt_dir), [curves], ctx.world, fingerprints, full=full)
+
+
+def _distill(cfg: Config, full: TrainedGenerator, tracker: Tracker, *, step: int) -> TrainedGenerator:
+    """``vibgan.distill`` with the [distill] settings; logs what it did (params distill/*, metrics distill/*)."""
+    from vibgan.distill import distill
+
+    ds = cfg.distill
+    t0 = time.perf_counter()
+    student, info = distill(full, widths=ds.widths or None, kernel=ds.kernel or None, res_blocks=ds.res_blocks or None,
+                            steps=ds.steps, batch_size=ds.batch_size, lr=ds.lr, seed=cfg.train.seed,
+                            progress=Progress("distillation", ds.steps, enabled=cfg.train.progress))
+    m = student.meta["model"]
+    print(f"distilled into widths {m['widths']}, kernel {m['kernel']}, res_blocks {m['res_blocks']} "
+          f"({info['params_student']:,} parameters against {info['params_teacher']:,}) in {ds.steps} steps "
+          f"({time.perf_counter() - t0:.0f} s): the student's output differs from the full body's by "
+          f"{info['final']['waveform_l1_rel']:.3f} of its mean magnitude (L1), {info['final']['log_stft_l1']:.3f} "
+          "in log-STFT magnitude")
+    tracker.log_params({"distill/widths": m["widths"], "distill/kernel": m["kernel"],
+                        "distill/res_blocks": m["res_blocks"], "distill/params": info["params_student"]})
+    tracker.log_metrics({"distill/waveform_l1_rel": info["final"]["waveform_l1_rel"],
+                         "distill/log_stft_l1": info["final"]["log_stft_l1"], "distill/wall_s": info["seconds"]},
+                        step=step)
+    return student
