@@ -127,3 +127,15 @@ def test_the_distill_command_writes_a_loadable_student_and_refuses_bad_input(tmp
     assert student.meta["model"]["widths"] == [8, 8, 8] and student.sample("inner", 1, seed=0).shape == (1, 1, T)
     assert cli.main(["--model", str(tmp_path / "teacher"), "--out", str(tmp_path / "s2"), "--widths", "8", "8"]) == 2
     assert "needs 3 levels" in capsys.readouterr().err
+
+
+def test_the_model_card_says_the_generator_was_distilled():
+    from types import SimpleNamespace
+
+    from vibgan.registry import model_card
+
+    student, _ = distill(_teacher(), widths=[8, 8, 8], steps=1, batch_size=2)
+    cfg = load_config(None, ["data.segment_length=1024"])
+    card = model_card(SimpleNamespace(generator=student, steps=5, device="cpu", wall_s=1.0), cfg)
+    assert "distilled (vibgan.distill, 1 steps) from a body of widths [24, 16, 8], kernel 7 into widths [8, 8, 8]" in card
+    assert "distilled" not in model_card(SimpleNamespace(generator=_teacher(), steps=5, device="cpu", wall_s=1.0), cfg)

@@ -30,6 +30,18 @@ from vibgan.tracking import (
 MODEL_ARTIFACT = "model"  # artifact path of the logged pyfunc model in a run, and <out>/mlflow_model locally
 
 
+def _distilled_line(meta: dict) -> list[str]:
+    """The model card's line on distillation: the student's body, its teacher's and the residual (none if not)."""
+    d = meta.get("distilled_from")
+    if not d:
+        return []
+    m, t, final = meta.get("model", {}), d.get("model", {}), d.get("final") or {}
+    return [f"- distilled (vibgan.distill, {d.get('steps')} steps) from a body of widths {t.get('widths')}, kernel "
+            f"{t.get('kernel')} into widths {m.get('widths')}, kernel {m.get('kernel')}; impulse path, equaliser and "
+            f"variety knobs copied; residual L1 {final.get('waveform_l1_rel', float('nan')):.3f} of the signal. "
+            "The fidelity below is this distilled generator's."]
+
+
 def model_card(result, cfg, report=None, provenance: dict[str, Any] | None = None, *, name: str = "",
                run_id: str | None = None) -> str:
     """A markdown model card: what the generator is for, its data, its measured fidelity and its limits."""
@@ -46,6 +58,7 @@ def model_card(result, cfg, report=None, provenance: dict[str, Any] | None = Non
              f"samples ({g.length / g.fs:.3f} s); units: {g.units}",
              f"- architecture: {g.meta.get('model', {}).get('kind', '?')}; loss {g.meta.get('loss', '?')}; "
              f"{result.steps} steps on {result.device} in {result.wall_s:.0f} s; seed {cfg.train.seed}",
+             *_distilled_line(g.meta),
              f"- training conditions (rpm, load hp) per class: {json.dumps(g.conditions)}",
              f"- vibgan {g.meta.get('vibgan_version', '?')}" + (f"; MLflow run {run_id}" if run_id else ""), "",
              "## Conditions: seen and extrapolated",
