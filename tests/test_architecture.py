@@ -46,7 +46,8 @@ ALLOWED: dict[str, set[str]] = {
     "serving": {"errors", "device", "generator"},
     "tracking": {"errors", "config", "files", "provenance", "serving"},
     "registry": {"errors", "champion", "generator", "progress", "serving", "tracking"},
-    "train": {"errors", "calibrate", "checkpoints", "config", "datasets", "device", "distributed", "generator",
+    "distill": {"config", "errors", "generator", "networks"},
+    "train": {"errors", "calibrate", "checkpoints", "config", "datasets", "device", "distill", "distributed", "generator",
               "losses", "networks", "progress", "report", "spectral", "tracking"},
     "__init__": {"errors", "registry"},
 }
@@ -55,7 +56,7 @@ MLFLOW = {"tracking", "registry", "serving"}
 #: signal maths and metrics: they never import the training side
 MATHS = {"spectral", "losses", "bearing", "windows", "normalize", "validate", "classify", "synthetic", "transfer",
          "cycle"}
-TRAINING = {"train", "calibrate", "checkpoints", "datasets", "tracking", "registry", "serving", "provenance"}
+TRAINING = {"train", "calibrate", "distill", "checkpoints", "datasets", "tracking", "registry", "serving", "provenance"}
 MAX_LINES = 800
 
 
