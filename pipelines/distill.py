@@ -27,9 +27,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--widths", type=int, nargs="+", help="the student's channels per rate (default: the teacher's)")
     p.add_argument("--kernel", type=int, help="the student's kernel size, odd (default: the teacher's)")
     p.add_argument("--res-blocks", type=int, nargs="+", help="residual blocks per rate (default: the teacher's)")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    from vibgan.config import DistillConfig
+
+    d = DistillConfig()  # the defaults of a config's [distill]
+    p.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr:g}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help="score the teacher and the student against this config's real data (held-out part)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -60,9 +63,9 @@ def _run(args: argparse.Namespace) -> int:
     keep_freed_memory()
     if args.kernel is not None and (args.kernel < 1 or args.kernel % 2 == 0):
         raise ConfigError(f"--kernel: expected an odd kernel size, got {args.kernel}")
-    if args.steps < 1 or args.batch_size < 1 or args.lr <= 0:
-        raise ConfigError(f"--steps, --batch-size, --lr: expected positive values, got {args.steps}, "
-                          f"{args.batch_size}, {args.lr}")
+    for flag in ("steps", "batch_size", "lr"):
+        if getattr(args, flag) <= 0:
+            raise ConfigError(f"--{flag.replace('_', '-')}: expected a positive value, got {getattr(args, flag)}")
     cfg = load_config(args.config, args.overrides) if args.config else None  # config errors before any work
     teacher = load_generator(args.model, tracking_uri=args.tracking_uri)
     t0 = time.perf_counter()

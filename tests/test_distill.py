@@ -51,7 +51,11 @@ def _gap(teacher: TrainedGenerator, student: TrainedGenerator, seed: int = 99) -
 
 def test_the_student_learns_the_teachers_output_and_keeps_its_other_parts():
     teacher = _teacher()
+    teacher.model.train()  # whatever mode the teacher is in, it comes back in it, its gradients untouched
+    flags = [p.requires_grad for p in teacher.model.parameters()]
     untrained, _ = distill(teacher, widths=[12, 8, 8], kernel=5, steps=1, lr=1e-9)
+    assert teacher.model.training and [p.requires_grad for p in teacher.model.parameters()] == flags
+    teacher.model.eval()
     student, info = distill(teacher, widths=[12, 8, 8], kernel=5, steps=400, batch_size=16, lr=5e-3)
     before, after = _gap(teacher, untrained), _gap(teacher, student)
     assert after < 0.65 * before, (before, after)  # it learned (a random teacher body ×2 is hard to fit)
@@ -70,8 +74,8 @@ def test_the_student_learns_the_teachers_output_and_keeps_its_other_parts():
         xt, it = teacher.model.sources(latent, y, cond)
         xs, is_ = student.model.sources(latent, y, cond)
     assert torch.equal(it, is_)
-    # the teacher itself is left as it was (eval mode, no gradients required, the same weights)
-    assert not teacher.model.training
+    # the teacher's weights are left as they were; the student needs no gradients once made
+    assert not any(p.requires_grad for p in student.model.parameters())
     assert all(torch.equal(v, teacher.model.state_dict()[k]) for k, v in _teacher().model.state_dict().items())
 
 
@@ -80,6 +84,14 @@ def test_a_student_that_changes_the_latent_or_the_levels_is_refused():
         student_config(TEACHER, noise_dim=4)
     with pytest.raises(ConfigError, match="needs 3 levels"):
         student_config(TEACHER, widths=[8, 8])
+    with pytest.raises(ConfigError, match="widths = \\[0, 8, 8\\]"):
+        student_config(TEACHER, widths=[0, 8, 8])
+    with pytest.raises(ConfigError, match="res_blocks"):
+        student_config(TEACHER, res_blocks=[-1, 0, 0])
+    with pytest.raises(ConfigError, match="kernel = 4"):
+        student_config(TEACHER, kernel=4)
+    with pytest.raises(ConfigError, match="distill.steps"):
+        load_config(None, ["distill.enabled=true", "distill.steps=0"])
     with pytest.raises(ConfigError, match="distill.widths"):
         load_config(None, ["distill.enabled=true", "distill.widths=[8, 8]"])
     with pytest.raises(ConfigError, match="distill.kernel"):
@@ -139,3 +151,20 @@ def test_the_model_card_says_the_generator_was_distilled():
     card = model_card(SimpleNamespace(generator=student, steps=5, device="cpu", wall_s=1.0), cfg)
     assert "distilled (vibgan.distill, 1 steps) from a body of widths [24, 16, 8], kernel 7 into widths [8, 8, 8]" in card
     assert "distilled" not in model_card(SimpleNamespace(generator=_teacher(), steps=5, device="cpu", wall_s=1.0), cfg)
+
+
+def test_short_segments_distil_and_a_stale_full_generator_is_set_aside(tmp_path):
+    from tests.test_train import small_cfg
+    from vibgan.datasets import prepare_data
+    from vibgan.tracking import MemoryTracker
+    from vibgan.train import train
+
+    base = ["train.steps=1", "model.widths=[8, 8, 8]", "model.upsample=[4, 4]", "model.out_upsample=4",
+            "model.res_blocks=[0, 0, 0]", "model.noise_dim=4", "data.segment_length=128"]
+    cfg = small_cfg(tmp_path, *base, "distill.enabled=true", "distill.steps=2", "distill.batch_size=2")
+    train(cfg, prepare_data(cfg), MemoryTracker())  # 128 samples: shorter than the STFT sizes, which shrink to it
+    assert (tmp_path / "generator_full" / "generator.json").is_file()
+    cfg = small_cfg(tmp_path, *base)
+    train(cfg, prepare_data(cfg), MemoryTracker())
+    assert not (tmp_path / "generator_full").exists()
+    assert len(list(tmp_path.glob("generator_full.set-aside-*"))) == 1  # kept, not deleted

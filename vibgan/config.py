@@ -544,8 +544,9 @@ def check(cfg: Config, source: str = "config") -> None:
                 "teacher's", ds.res_blocks)
         if ds.kernel < 0 or (ds.kernel and ds.kernel % 2 == 0):
             bad("distill.kernel", "an odd kernel size, or 0 for the teacher's", ds.kernel)
-        if ds.steps < 1 or ds.batch_size < 1:
-            bad("distill.steps/batch_size", "at least 1 each", (ds.steps, ds.batch_size))
+        for k in ("steps", "batch_size"):
+            if getattr(ds, k) < 1:
+                bad(f"distill.{k}", "at least 1", getattr(ds, k))
         if ds.lr <= 0:
             bad("distill.lr", "a positive learning rate", ds.lr)
 

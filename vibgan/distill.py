@@ -43,6 +43,15 @@ def student_config(teacher_cfg: ModelConfig, **changes) -> ModelConfig:
     unknown = sorted(set(changes) - set(ModelConfig.__dataclass_fields__))
     if unknown:
         raise ConfigError(f"distill: unknown model field(s) {', '.join(unknown)}")
+    for name in ("widths", "res_blocks"):
+        v = changes.get(name)
+        if v is not None and (not isinstance(v, (list, tuple)) or any(isinstance(x, bool) or not isinstance(x, int)
+                                                                      or x < (1 if name == "widths" else 0) for x in v)):
+            raise ConfigError(f"distill: {name} = {v!r}; expected a list of "
+                              f"{'positive' if name == 'widths' else 'non-negative'} whole numbers, one per rate")
+    k = changes.get("kernel")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0):
+        raise ConfigError(f"distill: kernel = {k!r}; expected an odd kernel size >= 1")
     cfg = replace(teacher_cfg, **changes)
     if len(cfg.widths) != len(teacher_cfg.widths) or len(cfg.res_blocks) != len(cfg.widths):
         raise ConfigError(f"distill: the student needs {len(teacher_cfg.widths)} levels like the teacher "
@@ -134,7 +143,7 @@ def distill(teacher: TrainedGenerator, *, widths: list[int] | None = None, kerne
         opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     gen = torch.Generator().manual_seed(seed)
     scale = max(1, round(teacher.fs / 12000.0))
-    sizes = tuple(n * scale for n in STFT_SIZES if n * scale <= teacher.length)
+    sizes = tuple(sorted({min(n * scale, teacher.length) for n in STFT_SIZES}))  # short segments: the segment
     n_classes, length = len(teacher.classes), teacher.length
     t0, wave, spec = time.perf_counter(), torch.zeros(()), torch.zeros(())
     for step in range(1, steps + 1):
@@ -152,7 +161,7 @@ def distill(teacher: TrainedGenerator, *, widths: list[int] | None = None, kerne
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        if progress is not None:
+        if progress is not None and (step % 10 == 0 or step == steps):  # reading the losses syncs a GPU
             progress(step, steps, f"step {step}/{steps}, waveform L1 {float(wave.detach()):.3f} of the signal, "
                      f"log-STFT {float(spec.detach()):.3f}")
     student.eval()

@@ -359,19 +359,26 @@ def finish(cfg: Config, data: TrainData, m: Models, tracker: Tracker, ctx: distr
         return TrainResult(out, out / "generator", trained, state.step, wall, state.history, {}, str(device),
                            None, [], ctx.world, fingerprints)
     meta, full = generator_meta(cfg, data), None
+    stale = out / "generator_full"
+    if not cfg.distill.enabled and stale.exists():  # an earlier run's teacher: not this generator's, set aside
+        aside = out / f"generator_full.set-aside-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale.rename(aside)
+        print(f"{stale}: from an earlier run that distilled; this one does not, so it was moved to {aside}")
     if cfg.distill.enabled:  # the calibrated generator teaches a cheaper body; the student is what ships
         full = TrainedGenerator(g_final, data.normalizer, meta)
         student = _distill(cfg, full, tracker, step=state.step)
         g_final, meta = student.model, student.meta
     lsd = evaluate_lsd(g_final, data, real.db, real.band, eval_seed)
     trained = TrainedGenerator(g_final.cpu(), data.normalizer, meta)
+    target = out / "generator"
     try:
-        gen_dir = trained.save(out / "generator")
+        gen_dir = trained.save(target)
         if full is not None:
+            target = out / "generator_full"
             full = TrainedGenerator(full.model.cpu(), data.normalizer, full.meta)
-            full.save(out / "generator_full")
+            full.save(target)
     except (OSError, SafetensorError) as e:  # safetensors reports a full disk as SafetensorError
-        raise TrainingError(f"generator {out / 'generator'}: could not be written ({e}); the checkpoints in "
+        raise TrainingError(f"generator {target}: could not be written ({e}); the checkpoints in "
                             f"{ckpt_dir} are intact: free space, then rerun with --resume") from None
     curves = plot_losses(state.history, out / "loss_curves.png")
     tracker.log_artifact(curves, "plots")
