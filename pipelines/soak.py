@@ -46,6 +46,8 @@ SMALL = [
     "data.segment_length=1024", "model.widths=[24, 16, 8]", "model.res_blocks=[1, 1, 0]",
     "model.d_channels=8", "train.batch_size=4", "train.progress=false", "train.eval_every=4",
     "train.sample_every=1000", "train.log_every=1", "train.threads=1", "tracking.enabled=false",
+    # configs/default.toml distils after the last checkpoint (minutes): off here, where kill and resume are tested
+    "distill.enabled=false",
 ]
 TEMP_RE = re.compile(r"^\.ckpt_\d+\.pt\.tmp$")
 
