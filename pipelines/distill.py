@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from vibgan.config import load_config
     from vibgan.device import keep_freed_memory
-    from vibgan.distill import comparison, distill
+    from vibgan.distill import comparison, describe, distill
     from vibgan.errors import ConfigError
     from vibgan.progress import Progress
     from vibgan.registry import load_generator
@@ -68,15 +67,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag.replace('_', '-')}: expected a positive value, got {getattr(args, flag)}")
     cfg = load_config(args.config, args.overrides) if args.config else None  # config errors before any work
     teacher = load_generator(args.model, tracking_uri=args.tracking_uri)
-    t0 = time.perf_counter()
     student, info = distill(teacher, widths=args.widths, kernel=args.kernel, res_blocks=args.res_blocks,
                             steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             progress=Progress("distillation", args.steps))
-    m = student.meta["model"]
-    print(f"distilled into widths {m['widths']}, kernel {m['kernel']}, res_blocks {m['res_blocks']} "
-          f"({info['params_student']:,} parameters against {info['params_teacher']:,}) in "
-          f"{time.perf_counter() - t0:.0f} s: L1 {info['final']['waveform_l1_rel']:.3f} of the signal, "
-          f"log-STFT {info['final']['log_stft_l1']:.3f}")
+    print(describe(student, info))
     out = student.save(Path(args.out))
     print(f"student: {out.resolve()}")
     if cfg is not None:

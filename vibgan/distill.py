@@ -132,11 +132,9 @@ def distill(teacher: TrainedGenerator, *, widths: list[int] | None = None, kerne
     was_training = model_t.training
     model_t.eval()
     student.train()
-    params = []
+    params = [p for n, p in student.named_parameters() if not _frozen(n)]
     for n, p in student.named_parameters():
         p.requires_grad_(not _frozen(n))
-        if not _frozen(n):
-            params.append(p)
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
     warm = max(1, steps // 20)  # linear warm-up, then a cosine down to 0
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -179,6 +177,17 @@ def distill(teacher: TrainedGenerator, *, widths: list[int] | None = None, kerne
     return TrainedGenerator(student, teacher.normalizer, meta), summary
 
 
+def describe(student: TrainedGenerator, summary: dict) -> str:
+    """The one line that says what ``distill`` made: the student's body, its size against the teacher's, the time
+    and the residual (train.py and pipelines/distill.py print it)."""
+    m, final = student.meta["model"], summary["final"]
+    return (f"distilled into widths {m['widths']}, kernel {m['kernel']}, res_blocks {m['res_blocks']} "
+            f"({summary['params_student']:,} parameters against {summary['params_teacher']:,}) in "
+            f"{student.meta['distilled_from']['steps']} steps ({summary['seconds']:.0f} s): the student's output "
+            f"differs from the full body's by {final['waveform_l1_rel']:.3f} of its mean magnitude (L1), "
+            f"{final['log_stft_l1']:.3f} in log-STFT magnitude")
+
+
 def passing(report) -> str:
     """'6/8 classes pass every check, pooled C2ST 0.75 (floor 0.49)'."""
     n, ok = len(report.classes), sum(c.passes for c in report.classes.values())
@@ -200,4 +209,4 @@ def comparison(full, student) -> str:
             + "\n".join(rows))
 
 
-__all__ = ["comparison", "distill", "init_student", "passing", "student_config"]
+__all__ = ["comparison", "describe", "distill", "init_student", "passing", "student_config"]

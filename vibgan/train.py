@@ -390,19 +390,14 @@ def finish(cfg: Config, data: TrainData, m: Models, tracker: Tracker, ctx: distr
 
 def _distill(cfg: Config, full: TrainedGenerator, tracker: Tracker, *, step: int) -> TrainedGenerator:
     """``vibgan.distill`` with the [distill] settings; logs what it did (params distill/*, metrics distill/*)."""
-    from vibgan.distill import distill
+    from vibgan.distill import describe, distill
 
     ds = cfg.distill
-    t0 = time.perf_counter()
     student, info = distill(full, widths=ds.widths or None, kernel=ds.kernel or None, res_blocks=ds.res_blocks or None,
                             steps=ds.steps, batch_size=ds.batch_size, lr=ds.lr, seed=cfg.train.seed,
                             progress=Progress("distillation", ds.steps, enabled=cfg.train.progress))
+    print(describe(student, info))
     m = student.meta["model"]
-    print(f"distilled into widths {m['widths']}, kernel {m['kernel']}, res_blocks {m['res_blocks']} "
-          f"({info['params_student']:,} parameters against {info['params_teacher']:,}) in {ds.steps} steps "
-          f"({time.perf_counter() - t0:.0f} s): the student's output differs from the full body's by "
-          f"{info['final']['waveform_l1_rel']:.3f} of its mean magnitude (L1), {info['final']['log_stft_l1']:.3f} "
-          "in log-STFT magnitude")
     tracker.log_params({"distill/widths": m["widths"], "distill/kernel": m["kernel"],
                         "distill/res_blocks": m["res_blocks"], "distill/params": info["params_student"]})
     tracker.log_metrics({"distill/waveform_l1_rel": info["final"]["waveform_l1_rel"],
