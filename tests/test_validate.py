@@ -102,6 +102,28 @@ def test_wrong_class_fails_nearest_and_envelope(synthetic_sets):
     assert c.envelope_hit_rate_real == 1.0 and c.envelope_hit_rate <= 0.1 and c.checks["envelope"] is False
 
 
+def test_nearest_class_accepts_only_what_the_real_data_cannot_tell_apart(synthetic_sets):
+    """Healthy noise at two 'speeds' that the PSD cannot tell apart (the same resonance; machine B's normal at
+    600 and 900 rpm): a generated set nearest the other speed passes, because the real training part is itself as
+    near it; a fault class nearest another class (4 dB away) still fails, and a distinct class accepts only itself."""
+    train, test, gen, fcs = synthetic_sets
+    tr = {"N@600": coloured_noise(24, 40, 1000.0), "N@900": coloured_noise(24, 41, 1000.0), "B": train["B"]}
+    te = {"N@600": coloured_noise(12, 42, 1000.0), "N@900": coloured_noise(12, 43, 1000.0), "B": test["B"]}
+    real = validate.fidelity_report(te, tr, FS, real_train=tr, c2st=False)
+    assert sorted(real.classes["N@600"].nearest_accepted) == ["N@600", "N@900"]
+    assert real.classes["B"].nearest_accepted == ["B"]
+    assert all(c.checks["nearest_class"] for c in real.classes.values())
+    # generated N@600 is the other speed's own held-out windows: nearest N@900 (distance 0), accepted
+    rep = validate.fidelity_report(te, {"N@600": te["N@900"], "B": gen["A"]}, FS, real_train=tr, c2st=False)
+    assert rep.classes["N@600"].nearest_class == "N@900" and rep.classes["N@600"].checks["nearest_class"] is True
+    assert "≈" in rep.summary_markdown()
+    # a class at a resonance of its own: nearest another class fails as before
+    assert rep.classes["B"].nearest_class != "B" and rep.classes["B"].checks["nearest_class"] is False
+    # without a real training part there is no floor: only the class itself is accepted
+    bare = validate.fidelity_report(te, {"N@600": te["N@900"]}, FS, c2st=False)
+    assert bare.classes["N@600"].nearest_accepted == ["N@600"] and bare.classes["N@600"].checks["nearest_class"] is False
+
+
 def test_an_envelope_with_another_class_rate_as_strong_fails_specificity_only():
     """Inner-race class generated with the outer race's impacts too (stronger): the hit test finds BPFI, the PSD
     is the inner class's, every old check passes; the envelope profile is nearest the outer class, and fails."""

@@ -310,7 +310,10 @@ _EXPLANATIONS = [
     ("floor_db", "The same distance between the first part (training) and the last part (held out) of the real "
      "recordings: how much two honest samples of reality differ. It sets the tolerance of lsd_db."),
     ("nearest_class", "The real class whose mean spectrum is closest to the generated one. Passes when it is the "
-     "class that was asked for: generated inner-race faults must look like inner-race faults, not like another class."),
+     "class that was asked for: generated inner-race faults must look like inner-race faults, not like another class. "
+     "Where the real training part of the class is itself as near another class (within the lsd check's factor x "
+     "floor: a healthy machine at two speeds whose spectra differ only at the shaft lines), that class passes too "
+     "and is marked with ≈."),
     ("envelope hit rate", "Fraction of segments whose envelope spectrum (band-pass over the envelope band, squared envelope, "
      "65,536-point FFT) has a peak at the fault frequency f_c (+/- 3 %) at least 3 x the median level over 5-500 Hz. "
      "f_c is BPFI (inner race), BPFO (outer race) or 2 x BSF (ball). Judged only where the real rate is >= "
@@ -374,7 +377,8 @@ def report_html(report: FidelityReport, plots: Mapping[str, str | Path] | Sequen
             f"<tr><th>{e(lab)}</th><td>{c.n_real} / {c.n_fake}</td>"
             + cell(f"{c.lsd_db:.2f} (≤ {c.lsd_limit_db:.2f})", ck["lsd"])
             + f"<td>{e(format_number(c.floor_db))}</td>"
-            + cell(f"{c.nearest_class} ({c.nearest_lsd_db:.2f} dB)", ck["nearest_class"])
+            + cell(f"{c.nearest_class} ({c.nearest_lsd_db:.2f} dB)"
+                   + (" ≈" if c.nearest_class != lab and c.nearest_class in c.nearest_accepted else ""), ck["nearest_class"])
             + cell(hit, ck["envelope"])
             + cell(c.envelope_nearest or "-", ck.get("envelope_specificity"))
             + cell(f"{c.kurtosis_median:.2f} / {c.kurtosis_median_real:.2f}", ck["kurtosis"])
