@@ -75,18 +75,15 @@ def _run(args: argparse.Namespace) -> int:
     print(f"student: {out.resolve()}")
     if cfg is not None:
         from vibgan.datasets import prepare_data
-        from vibgan.validate import fidelity_report, fidelity_sets
+        from vibgan.validate import score_generator
 
         data = prepare_data(cfg)
         band = teacher.meta.get("envelope_band")
-        if band:
-            data.envelope_band = tuple(band)
-        reports = []
-        for g in (teacher, student):
-            real, real_train, fake, fcs = fidelity_sets(g, data, cfg.validate.n_fake, seed=cfg.train.seed)
-            reports.append(fidelity_report(real, fake, data.fs, real_train=real_train, fault_freqs=fcs,
-                                           thresholds=cfg.validate, c2st=cfg.validate.c2st, seed=cfg.train.seed,
-                                           envelope_band=data.envelope_band))
+        if band:  # the band the teacher was trained and judged with
+            data.envelope_band = (float(band[0]), float(band[1]))
+            data.envelope_band_info = {"low": data.envelope_band[0], "high": data.envelope_band[1],
+                                       "source": "the teacher's metadata (the band it was trained with)"}
+        reports = [score_generator(g, data, cfg.validate, cfg.train.seed)[0] for g in (teacher, student)]
         print(comparison(*reports))
     return 0
 

@@ -157,13 +157,12 @@ def _report(cfg, data, result, tracker):
     from vibgan.distill import comparison, passing
     from vibgan.progress import Progress
     from vibgan.report import write_report
-    from vibgan.validate import fidelity_report, fidelity_sets
+    from vibgan.validate import score_generator
 
     t0 = time.perf_counter()
     on = cfg.train.progress
     print(f"report: generating {cfg.validate.n_fake} segments per class and speed to judge against the real "
           "held-out part", file=sys.stderr, flush=True)
-    real, real_train, fake, fcs = fidelity_sets(result.generator, data, cfg.validate.n_fake, seed=cfg.train.seed)
     prov = getattr(tracker, "dicts", {}).get("data/provenance.json") or {}
     meta = {"real": real_side(cfg, data), "generator": str(result.generator_dir.resolve()),
             "steps": result.steps, "device": result.device, "data source": cfg.data.source,
@@ -171,16 +170,14 @@ def _report(cfg, data, result, tracker):
             "segment length": data.length_why or f"{data.length} samples",
             "data provenance": _provenance_line(result.out_dir, prov),
             "conditions": result.generator.coverage_lines()}
-    judge = dict(real_train=real_train, fault_freqs=fcs, thresholds=cfg.validate, c2st=cfg.validate.c2st,
-                 seed=cfg.train.seed, envelope_band=data.envelope_band, envelope_band_info=data.envelope_band_info)
     full = None
     if result.full is not None and cfg.distill.compare:  # the teacher on the same real segments, the same checks
-        fake_full = fidelity_sets(result.full, data, cfg.validate.n_fake, seed=cfg.train.seed)[2]
-        full = fidelity_report(real, fake_full, data.fs, progress=Progress("evaluation (full generator)", 1, enabled=on),
-                               **judge)
+        full = score_generator(result.full, data, cfg.validate, cfg.train.seed,
+                               progress=Progress("evaluation (full generator)", 1, enabled=on))[0]
         meta["distilled from"] = (f"{result.generator_dir.parent.resolve() / 'generator_full'}: "
                                   f"{passing(full)} (this generator: see below)")
-    report = fidelity_report(real, fake, data.fs, meta=meta, progress=Progress("evaluation", 1, enabled=on), **judge)
+    report, (real, _, fake, fcs) = score_generator(result.generator, data, cfg.validate, cfg.train.seed, meta=meta,
+                                                   progress=Progress("evaluation", 1, enabled=on))
     if full is not None:
         print(comparison(full, report))
     out = write_report(report, result.out_dir / "report", real=real, fake=fake, fault_freqs=fcs,

@@ -81,19 +81,19 @@ def _frozen(name: str) -> bool:
 def _conditions(meta: dict, classes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """(B, 2) rpm, load_hp: half at a training condition of the segment's class, half at a speed drawn uniformly
     between the data set's lowest and highest (the teacher is asked for those too), at the class's load."""
-    names = list(meta["classes"])
     table = meta.get("conditions") or {}
-    default = [[1797.0, 0.0]]
-    per = [torch.tensor(table.get(c) or default, dtype=torch.float32) for c in names]
-    rpms = torch.cat([p[:, 0] for p in per])
-    lo, hi = float(rpms.min()), float(rpms.max())
-    out = torch.empty(len(classes), 2)
-    for i, k in enumerate(classes.tolist()):
-        options = per[k]
-        row = options[int(torch.randint(len(options), (1,), generator=gen))]
-        out[i] = row
-        if hi > lo and torch.rand(1, generator=gen).item() < 0.5:
-            out[i, 0] = lo + (hi - lo) * torch.rand(1, generator=gen).item()
+    per = [torch.tensor(table.get(c) or [[1797.0, 0.0]], dtype=torch.float32).view(-1, 2) for c in meta["classes"]]
+    rows = torch.cat(per)  # every class's conditions, class after class
+    count = torch.tensor([len(p) for p in per])
+    first = torch.cumsum(count, 0) - count
+    k = classes.cpu().long()
+    pick = first[k] + (torch.rand(len(k), generator=gen) * count[k]).long().clamp(max=count[k] - 1)
+    out = rows[pick].clone()
+    lo, hi = float(rows[:, 0].min()), float(rows[:, 0].max())
+    if hi > lo:
+        spread = torch.rand(len(k), generator=gen) < 0.5
+        speed = lo + (hi - lo) * torch.rand(len(k), generator=gen)
+        out[:, 0] = torch.where(spread, speed, out[:, 0])
     return out
 
 

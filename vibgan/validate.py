@@ -660,3 +660,18 @@ def fidelity_sets(trained: TrainedGenerator, data: TrainData, n_fake: int, seed:
             fake[group] = trained.sample(tr.label, n_fake, rpm=rpm, load_hp=load, seed=seed + i)
     cat = lambda d: {k: np.concatenate(v, axis=0) for k, v in d.items()}  # noqa: E731
     return cat(test), cat(train_w), fake, fcs
+
+
+def score_generator(trained: TrainedGenerator, data: TrainData, cfg: ValidateConfig, seed: int = 0, *,
+                    meta: Mapping[str, Any] | None = None, progress: Callback | None = None
+                    ) -> tuple[FidelityReport, tuple[Sets, Sets, Sets, dict[str, float | None]]]:
+    """``trained`` judged as ``pipelines/train.py`` judges it: ``cfg.n_fake`` segments per group
+    (``fidelity_sets``) against the real held-out part, with the real training part's floors, the data's
+    envelope band and ``cfg``'s thresholds and C2ST. Returns the report and the sets (real, real_train, fake,
+    fault_freqs) for plotting."""
+    sets = fidelity_sets(trained, data, cfg.n_fake, seed=seed)
+    real, real_train, fake, fcs = sets
+    report = fidelity_report(real, fake, data.fs, real_train=real_train, fault_freqs=fcs, thresholds=cfg,
+                             c2st=cfg.c2st, seed=seed, meta=meta, progress=progress,
+                             envelope_band=data.envelope_band, envelope_band_info=data.envelope_band_info)
+    return report, sets
