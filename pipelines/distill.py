@@ -80,9 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         data = prepare_data(cfg)
         band = teacher.meta.get("envelope_band")
         if band:  # the band the teacher was trained and judged with
-            data.envelope_band = (float(band[0]), float(band[1]))
-            data.envelope_band_info = {"low": data.envelope_band[0], "high": data.envelope_band[1],
-                                       "source": "the teacher's metadata (the band it was trained with)"}
+            data.set_envelope_band(band, source="the teacher's metadata (the band it was trained with)", rule=None)
         reports = [score_generator(g, data, cfg.validate, cfg.train.seed)[0] for g in (teacher, student)]
         print(comparison(*reports))
     return 0

@@ -348,13 +348,15 @@ class TrainData:
         self.envelope_band_info = {**info, "source": "data"}
         return self.envelope_band_info
 
-    def set_envelope_band(self, band: Sequence[float] | None, seed: int = 0) -> dict[str, Any]:
-        """``band`` (Hz) as given (train.envelope_band), or from the data when it is empty or None."""
+    def set_envelope_band(self, band: Sequence[float] | None, seed: int = 0, *,
+                          source: str = "config (train.envelope_band)",
+                          rule: str | None = "given in the configuration") -> dict[str, Any]:
+        """``band`` (Hz) as given (train.envelope_band, or ``source``), or from the data when it is empty or None."""
         if band:
             self.envelope_band = (float(band[0]), float(band[1]))
-            self.envelope_band_info = {"low": self.envelope_band[0], "high": self.envelope_band[1],
-                                       "source": "config (train.envelope_band)",
-                                       "rule": "given in the configuration"}
+            self.envelope_band_info = {"low": self.envelope_band[0], "high": self.envelope_band[1], "source": source}
+            if rule:
+                self.envelope_band_info["rule"] = rule
             return self.envelope_band_info
         return self.choose_envelope_band(seed=seed)
 

@@ -378,7 +378,7 @@ def report_html(report: FidelityReport, plots: Mapping[str, str | Path] | Sequen
             + cell(f"{c.lsd_db:.2f} (≤ {c.lsd_limit_db:.2f})", ck["lsd"])
             + f"<td>{e(format_number(c.floor_db))}</td>"
             + cell(f"{c.nearest_class} ({c.nearest_lsd_db:.2f} dB)"
-                   + (" ≈" if c.nearest_class != lab and c.nearest_class in c.nearest_accepted else ""), ck["nearest_class"])
+                   + (" ≈" if c.nearest_is_twin else ""), ck["nearest_class"])
             + cell(hit, ck["envelope"])
             + cell(c.envelope_nearest or "-", ck.get("envelope_specificity"))
             + cell(f"{c.kurtosis_median:.2f} / {c.kurtosis_median_real:.2f}", ck["kurtosis"])

@@ -83,6 +83,11 @@ class ClassFidelity:
         """JSON-ready dict (NaN becomes None)."""
         return _jsonable(dataclasses.asdict(self))
 
+    @property
+    def nearest_is_twin(self) -> bool:
+        """The nearest real class is another class that this class's real training part is as near (marked ≈)."""
+        return self.nearest_class != self.label and self.nearest_class in self.nearest_accepted
+
 
 #: name -> judge(class fidelity, thresholds): True pass, False fail, None not judged; c2st and MMD are reported,
 #: not judged (docs/METRICS.md). In report order; registered with ``@check``.
@@ -226,9 +231,6 @@ class FidelityReport:
         def mark(ok: bool | None) -> str:
             return " ✗" if ok is False else ""
 
-        def near(c: ClassFidelity) -> str:  # another class, which the real training part is as near as to its own
-            return " ≈" if c.nearest_class != c.label and c.nearest_class in c.nearest_accepted else ""
-
         for label, c in self.classes.items():
             ck = c.checks
             hit = "-" if c.envelope_hit_rate is None else (
@@ -236,7 +238,7 @@ class FidelityReport:
             failed = [k for k in CHECKS if ck.get(k) is False]
             lines.append(
                 f"| {label} | {c.n_real}/{c.n_fake} | {c.lsd_db:.2f} ({c.lsd_limit_db:.2f}){mark(ck['lsd'])} | "
-                f"{format_number(c.floor_db)} | {c.nearest_class}{near(c)}{mark(ck['nearest_class'])} | {hit} | "
+                f"{format_number(c.floor_db)} | {c.nearest_class}{' ≈' if c.nearest_is_twin else ''}{mark(ck['nearest_class'])} | {hit} | "
                 f"{c.kurtosis_median:.2f} / {c.kurtosis_median_real:.2f}{mark(ck['kurtosis'])} | "
                 f"{format_number(c.spread_ratio)}{mark(ck['spread'])} | {format_number(c.c2st_accuracy)} | {format_number(c.mmd_pvalue)} | "
                 f"{'pass' if c.passes else 'FAIL: ' + ', '.join(failed)} |")
@@ -422,15 +424,14 @@ def _score_class(lab: str, fk: np.ndarray, real: _RealSide, real_d: dict, train_
     ff = _features(fk, fs, fc=fc, profile=real.envelope_ok, band=real.envelope_band)
     rf = real.test[lab]
     lsd = float(spectral.lsd_db(ff.mean_psd, rf.mean_psd, real.freqs, real.fs))
-    floor = None
     tf = real.train.get(lab)
-    if tf is not None:
-        floor = float(spectral.lsd_db(tf.mean_psd, rf.mean_psd, real.freqs, real.fs))
+    # the real training part against every real held-out class: its own is the floor
+    to_real = ({c: float(spectral.lsd_db(tf.mean_psd, f.mean_psd, real.freqs, real.fs)) for c, f in real.test.items()}
+               if tf is not None else {})
+    floor = to_real.get(lab)
     limit = max(cfg.lsd_db, cfg.lsd_floor_factor * floor) if floor is not None else cfg.lsd_db
     to_classes = {c: float(spectral.lsd_db(ff.mean_psd, f.mean_psd, real.freqs, real.fs)) for c, f in real.test.items()}
     nearest = min(to_classes, key=to_classes.get)
-    to_real = ({c: float(spectral.lsd_db(tf.mean_psd, f.mean_psd, real.freqs, real.fs)) for c, f in real.test.items()}
-               if tf is not None else {})
     accepted = _indistinguishable(lab, to_real, floor, cfg.lsd_floor_factor)
     hit = float(ff.hits.mean()) if ff.hits is not None else None
     hit_real = float(rf.hits.mean()) if rf.hits is not None else None
